@@ -1,0 +1,193 @@
+"""The ``reid-aug`` command line: a thin click layer over library functions.
+
+Each command resolves its recipe/options and calls one function of ``reid_aug`` that the
+tests call directly.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+log = logging.getLogger("reid_aug.cli")
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+class _CleanErrors(click.Group):
+    """Turn the library's input errors into one clear message instead of a traceback."""
+
+    def invoke(self, ctx):
+        from reid_aug.errors import ReidAugError
+
+        try:
+            return super().invoke(ctx)
+        except ReidAugError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_CleanErrors)
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+def main(verbose: int) -> None:
+    """Pose-transfer data augmentation for person re-identification."""
+    _setup_logging(verbose)
+
+
+# --------------------------------------------------------------------------- dataset
+@main.command("make-synthetic")
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Folder to write the dataset into.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--n-train-ids", default=None, type=int, help="Training identities (default: the built-in size).")
+@click.option("--n-test-ids", default=None, type=int, help="Test identities (default: the built-in size).")
+@click.option("--images-per-id", default=None, type=int, help="Images per identity (default: the built-in size).")
+def make_synthetic_cmd(out, seed, n_train_ids, n_test_ids, images_per_id):
+    """Draw the built-in synthetic pedestrian dataset in the Market-1501 layout."""
+    from reid_aug.dataset.synthetic import make_synthetic
+
+    kwargs = {k: v for k, v in dict(n_train_ids=n_train_ids, n_test_ids=n_test_ids,
+                                    images_per_id=images_per_id).items() if v is not None}
+    path = make_synthetic(out, seed=seed, **kwargs)
+    click.echo(f"synthetic dataset written to {path}")
+
+
+@main.command("prepare")
+@click.argument("dataset")
+@click.option("--root", type=click.Path(path_type=Path), default=None,
+              help="Dataset folder (default: resolved from DATASET: market, synthetic or a path).")
+@click.option("--work", "work_dir", type=click.Path(path_type=Path), default=None,
+              help="Where to write the index (default: work/DATASET).")
+@click.option("--check-images/--no-check-images", default=False, help="Decode every JPEG once to find corrupt files.")
+def prepare_cmd(dataset, root, work_dir, check_images):
+    """Index a dataset in the Market-1501 layout and print its statistics."""
+    from reid_aug.dataset.prepare import format_summary, prepare_dataset
+
+    summary = prepare_dataset(root if root is not None else dataset, work_dir or Path("work") / Path(dataset).name,
+                              check_images=check_images)
+    click.echo(format_summary(summary))
+
+
+# --------------------------------------------------------------------------- generator
+@main.command("train-generator")
+@click.argument("dataset", default="synthetic")
+@click.option("--recipe", default=None, help="Recipe name or YAML file (default: pg2_<dataset>).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Run folder.")
+@click.option("--set", "overrides", multiple=True, help="Dotted override, e.g. --set train.lr=1e-4 (repeatable).")
+@click.option("--resume", is_flag=True, help="Continue from the run folder's latest checkpoint.")
+@click.option("--dry-run", is_flag=True, help="Resolve the config, build the networks and data, then stop.")
+def train_generator_cmd(dataset, recipe, out_dir, overrides, resume, dry_run):
+    """Train the PG² generator (stage I, then stage II) on DATASET (market | synthetic | PATH)."""
+    from reid_aug.generator.train import resolve_training, train_generator
+
+    cfg, out_dir = resolve_training(dataset, recipe, overrides, out_dir)
+    run_dir = train_generator(cfg, dataset, out_dir, resume=resume, dry_run=dry_run)
+    click.echo(f"run folder: {run_dir}")
+
+
+@main.command("evaluate-generator")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--dataset", default=None, help="market | synthetic | PATH (default: the one the run trained on).")
+@click.option("--pairs", "pairs_csv", type=click.Path(path_type=Path), default=None,
+              help="Test pairs CSV (header from,to); default: the dataset's *pairs-test.csv.")
+@click.option("--inception-weights", type=click.Path(path_type=Path), default=None,
+              help="pt_inception-2015-12-05 weights file for IS / mask-IS.")
+@click.option("--protocol", type=click.Choice(["defgan", "pg2"]), default="defgan", show_default=True)
+@click.option("--stage", type=click.Choice(["g1", "g2"]), default=None, help="Default: the last trained stage.")
+@click.option("--reid-model", type=click.Path(path_type=Path), default=None,
+              help="A Re-ID checkpoint from `benchmark` for the identity-retrieval score.")
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--limit", default=None, type=int, help="Evaluate only the first N pairs.")
+def evaluate_generator_cmd(run_dir, dataset, pairs_csv, inception_weights, protocol, stage, reid_model, batch_size,
+                           limit):
+    """SSIM, mask-SSIM, IS, mask-IS of a trained generator on the test pairs."""
+    from reid_aug.metrics.evaluate_generator import evaluate_generator, format_records
+
+    records = evaluate_generator(run_dir, dataset=dataset, pairs_csv=pairs_csv, inception_weights=inception_weights,
+                                 protocol=protocol, stage=stage, reid_model=reid_model, batch_size=batch_size,
+                                 limit=limit)
+    click.echo(format_records(records))
+
+
+# --------------------------------------------------------------------------- synthesis
+@main.command("synthesize")
+@click.option("--run", "run_dir", type=click.Path(path_type=Path), default=None, help="Generator run folder.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help="Generator checkpoint file.")
+@click.option("--dataset", default="synthetic", show_default=True, help="market | synthetic | PATH")
+@click.option("--poses-per-id", "poses_per_id", default=10, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Output folder (default: RUN/synthesized-K).")
+@click.option("--strategy", type=click.Choice(["random", "diverse"]), default="random", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--shard", default=None, help="i/n: this process writes shard i of n (0-based).")
+@click.option("--stage", type=click.Choice(["g1", "g2"]), default=None, help="Default: the last trained stage.")
+@click.option("--jpeg-quality", default=95, show_default=True)
+@click.option("--workers", default=2, show_default=True, help="Image encode/write workers.")
+@click.option("--device", default=None, help="cpu | cuda (default: cuda if available).")
+@click.option("--verify", "verify_dir", type=click.Path(path_type=Path), default=None,
+              help="Only check that DIR's manifest matches its files.")
+def synthesize_cmd(run_dir, checkpoint, dataset, poses_per_id, out_dir, strategy, seed, batch_size, shard, stage,
+                   jpeg_quality, workers, device, verify_dir):
+    """Write K pose-transferred images per training identity (Market layout + manifest)."""
+    from reid_aug.synthesis.synthesize import SynthesisOptions, synthesize, verify_synthesis
+
+    if verify_dir is not None:
+        report = verify_synthesis(verify_dir)
+        click.echo(report.summary())
+        sys.exit(0 if report.ok else 1)
+    opts = SynthesisOptions.from_cli(run_dir=run_dir, checkpoint=checkpoint, dataset=dataset,
+                                     poses_per_id=poses_per_id, out_dir=out_dir, strategy=strategy, seed=seed,
+                                     batch_size=batch_size, shard=shard, stage=stage, jpeg_quality=jpeg_quality,
+                                     workers=workers, device=device)
+    summary = synthesize(opts)
+    click.echo(f"{summary['written']} images written, {summary['skipped_existing']} already there -> {summary['out_dir']}")
+
+
+# --------------------------------------------------------------------------- re-id benchmark
+@main.command("benchmark")
+@click.option("--model", default="resnet50", show_default=True, help="torchreid model name.")
+@click.option("--dataset", default="synthetic", show_default=True, help="market | synthetic | PATH")
+@click.option("--augmented", "augmented_dir", type=click.Path(path_type=Path), default=None,
+              help="Output of `synthesize` (manifest.csv + bounding_box_train/).")
+@click.option("--recipe", default=None, help="Recipe name or YAML file.")
+@click.option("--set", "overrides", multiple=True, help="Dotted override (repeatable).")
+@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
+@click.option("--labels", type=click.Choice(["same-id", "lsro"]), default="same-id", show_default=True)
+@click.option("--pretrained/--no-pretrained", default=None, help="ImageNet initialisation (default: the recipe's).")
+@click.option("--weights", type=click.Path(path_type=Path), default=None, help="ImageNet weights file.")
+@click.option("--rerank", is_flag=True, help="Also report k-reciprocal re-ranking.")
+@click.option("--generator-eval", type=click.Path(path_type=Path), default=None,
+              help="evaluate-generator metrics.json to show beside the Re-ID numbers.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Report folder.")
+def benchmark_cmd(model, dataset, augmented_dir, recipe, overrides, seeds, labels, pretrained, weights, rerank,
+                  generator_eval, out_dir):
+    """Train torchreid baselines with and without augmentation; write one report."""
+    from reid_aug.reid.benchmark import resolve_benchmark, run_benchmark
+
+    cfg = resolve_benchmark(model=model, recipe=recipe, overrides=overrides, labels=labels, pretrained=pretrained,
+                            rerank=rerank)
+    seed_list = [int(s) for s in str(seeds).split(",") if s.strip()]
+    out = run_benchmark(cfg, dataset=dataset, augmented_dir=augmented_dir, seeds=seed_list, weights=weights,
+                        generator_eval=generator_eval, out_dir=out_dir)
+    click.echo(f"report: {out / 'report.md'}")
+
+
+# --------------------------------------------------------------------------- demo
+@main.command("demo")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("reid-aug-demo"), show_default=True)
+@click.option("--quick", is_flag=True, help="A smaller version (for tests).")
+def demo_cmd(out_dir, quick):
+    """Synthetic data -> generator -> evaluation -> synthesis -> Re-ID benchmark -> one report."""
+    from reid_aug.demo import run_demo
+
+    report = run_demo(out_dir, quick=quick)
+    click.echo(f"report: {report}")
+
+
+if __name__ == "__main__":
+    main()

@@ -150,14 +150,15 @@ def synthesize_cmd(run_dir, checkpoint, dataset, poses_per_id, out_dir, strategy
 
 # --------------------------------------------------------------------------- re-id benchmark
 @main.command("benchmark")
-@click.option("--model", default="resnet50", show_default=True, help="torchreid model name.")
+@click.option("--model", default=None, help="torchreid model name (default: the recipe's; resnet50 without --recipe).")
 @click.option("--dataset", default="synthetic", show_default=True, help="market | synthetic | PATH")
 @click.option("--augmented", "augmented_dir", type=click.Path(path_type=Path), default=None,
               help="Output of `synthesize` (manifest.csv + bounding_box_train/).")
 @click.option("--recipe", default=None, help="Recipe name or YAML file.")
 @click.option("--set", "overrides", multiple=True, help="Dotted override (repeatable).")
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
-@click.option("--labels", type=click.Choice(["same-id", "lsro"]), default="same-id", show_default=True)
+@click.option("--labels", type=click.Choice(["same-id", "lsro"]), default=None,
+              help="Labels of synthetic images (default: the recipe's, same-id).")
 @click.option("--pretrained/--no-pretrained", default=None, help="ImageNet initialisation (default: the recipe's).")
 @click.option("--weights", type=click.Path(path_type=Path), default=None, help="ImageNet weights file.")
 @click.option("--rerank", is_flag=True, help="Also report k-reciprocal re-ranking.")

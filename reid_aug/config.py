@@ -102,16 +102,35 @@ def from_dict(cls: type[T], data: dict | None, _where: str = "") -> T:
     for f in dataclasses.fields(cls):
         if f.name not in data:
             continue
-        v = data[f.name]
-        tp = hints[f.name]
-        if dataclasses.is_dataclass(tp) and isinstance(v, dict):
-            v = from_dict(tp, v, f"{_where}{f.name}.")
-        elif typing.get_origin(tp) is tuple and isinstance(v, list):
-            v = tuple(v)
-        elif tp is float and isinstance(v, int) and not isinstance(v, bool):
-            v = float(v)
+        v = _coerce(data[f.name], hints[f.name], f"{_where}{f.name}")
         kwargs[f.name] = v
     return cls(**kwargs)
+
+
+def _coerce(v: Any, tp: Any, where: str) -> Any:
+    """Match a YAML value to the field type: nested dataclasses, tuples from lists, and
+    numbers from strings (YAML 1.1 reads ``2e-5`` as a string)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if v is None:
+            return None
+        return _coerce(v, args[0], where) if len(args) == 1 else v
+    if dataclasses.is_dataclass(tp) and isinstance(v, dict):
+        return from_dict(tp, v, f"{where}.")
+    if (tp is tuple or origin is tuple) and isinstance(v, list):
+        return tuple(v)
+    if tp is float and not isinstance(v, bool) and isinstance(v, (int, str)):
+        try:
+            return float(v)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number, got {v!r}") from None
+    if tp is int and isinstance(v, str):
+        try:
+            return int(v)
+        except ValueError:
+            raise ConfigError(f"{where}: expected an integer, got {v!r}") from None
+    return v
 
 
 def to_dict(cfg: Any) -> dict:

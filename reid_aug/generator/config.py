@@ -1,0 +1,153 @@
+"""PG² training configuration (frozen dataclasses, loaded from ``recipes/pg2_*.yaml``).
+
+Example override: ``--set train.g1_iters=200 --set model.g1_width=32``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from reid_aug.config import ConfigError
+from reid_aug.generator.losses import D_VARIANTS, RECON_LOSSES
+
+# "g1": stage I (G1 alone, reconstruction loss); "g2": stage II (G1 frozen, G2 + D);
+# "g1+d": one-stage adversarial G1 (Table 1 row "G1+D").
+STAGES = ("g1", "g2", "g1+d")
+POSE_MODES = ("pg2", "gaussian")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    image_size: tuple[int, int] = (128, 64)
+    pose_mode: str = "pg2"          # pose maps fed to G1: PG² discs in [-1, 1] or Gaussians in [0, 1]
+    g1_width: int = 128             # n: the stem width; encoder level k has n*k channels
+    g1_levels: int = 0              # 0 -> log2(H) - 2 (5 at 128x64)
+    bottleneck: int = 64            # size of G1's fully connected code
+    g2_width: int = 128
+    g2_levels: int = 0              # 0 -> G1 levels - 2
+    d_width: int = 64               # DCGAN discriminator widths d, 2d, 4d, 8d
+
+    def resolved_g1_levels(self) -> int:
+        return self.g1_levels or int(math.log2(self.image_size[0])) - 2
+
+    def resolved_g2_levels(self) -> int:
+        return self.g2_levels or self.resolved_g1_levels() - 2
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    g1: str = "posemask"            # stage-I reconstruction loss: "posemask" | "l1"
+    g2: str = "posemask"            # stage-II (and g1+d) reconstruction loss
+    lambda_l1: float = 10.0         # weight of the reconstruction term beside the adversarial one
+    d_variant: str = "paper"        # "paper" | "official" (also shows I_A to D as fake, 0.5/0.25/0.25)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    stages: tuple[str, ...] = ("g1", "g2")
+    g1_iters: int = 22000
+    g2_iters: int = 14000
+    g1d_iters: int = 22000          # iterations of the one-stage "g1+d" ablation
+    batch_size: int = 16            # global batch; each of W DDP processes takes batch_size / W
+    lr: float = 2e-5                # generator(s)
+    d_lr: float = 2e-5
+    betas: tuple[float, float] = (0.5, 0.999)
+    flip: bool = True               # left-right flip of a whole pair (images, pose maps, mask) with p = 0.5
+    seed: int = 0
+    num_workers: int = 2            # DataLoader workers per process (data order does not depend on it)
+    log_every: int = 50             # log.csv / TensorBoard scalars (means over the interval)
+    sample_every: int = 1000        # sample grid PNG + TensorBoard image
+    checkpoint_every: int = 1000    # a killed run loses at most this many steps
+    n_samples: int = 8              # rows of the sample grid
+    tensorboard: bool = True
+    max_minutes: float = 0.0        # > 0: save and stop after this long (continue with --resume)
+
+    def iters(self, stage: str) -> int:
+        return {"g1": self.g1_iters, "g2": self.g2_iters, "g1+d": self.g1d_iters}[stage]
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    device: str = "auto"            # auto | cpu | cuda | cuda:N (under torchrun: cuda:LOCAL_RANK)
+    amp: bool = True                # bf16 autocast (CUDA only)
+    channels_last: bool = True      # NHWC memory format (CUDA only)
+    compile: bool = False           # torch.compile the networks
+    threads: int = 0                # torch.set_num_threads on CPU; 0 keeps torch's default
+
+
+@dataclass(frozen=True)
+class PG2Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def __post_init__(self):
+        validate(self)
+
+
+def validate(cfg: PG2Config) -> None:
+    """Raise :class:`ConfigError` for values the code cannot run with."""
+    m, lo, t = cfg.model, cfg.loss, cfg.train
+    if m.pose_mode not in POSE_MODES:
+        raise ConfigError(f"model.pose_mode={m.pose_mode!r}: expected one of {POSE_MODES}")
+    if len(m.image_size) != 2:
+        raise ConfigError(f"model.image_size={m.image_size!r}: expected [height, width]")
+    h, w = m.image_size
+    n1, n2 = m.resolved_g1_levels(), m.resolved_g2_levels()
+    if n1 < 1 or n2 < 1:
+        raise ConfigError(f"model: G1 levels {n1} and G2 levels {n2} must be >= 1")
+    for what, levels in (("G1", n1), ("G2", n2)):
+        s = 2 ** (levels - 1)
+        if h % s or w % s:
+            raise ConfigError(f"model.image_size {h}x{w} is not divisible by 2^({what} levels - 1) = {s}")
+    if h % 16 or w % 16:
+        raise ConfigError(f"model.image_size {h}x{w}: the discriminator needs multiples of 16")
+    for name in ("g1_width", "g2_width", "d_width", "bottleneck"):
+        if getattr(m, name) < 1:
+            raise ConfigError(f"model.{name} must be >= 1")
+    for name in ("g1", "g2"):
+        if getattr(lo, name) not in RECON_LOSSES:
+            raise ConfigError(f"loss.{name}={getattr(lo, name)!r}: expected one of {RECON_LOSSES}")
+    if lo.d_variant not in D_VARIANTS:
+        raise ConfigError(f"loss.d_variant={lo.d_variant!r}: expected one of {D_VARIANTS}")
+    if not t.stages:
+        raise ConfigError("train.stages is empty; use e.g. [g1, g2]")
+    for i, s in enumerate(t.stages):
+        if s not in STAGES:
+            raise ConfigError(f"train.stages: unknown stage {s!r}; expected some of {STAGES}")
+        if s in t.stages[:i]:
+            raise ConfigError(f"train.stages lists {s!r} twice")
+        if s == "g2" and not any(p in ("g1", "g1+d") for p in t.stages[:i]):
+            raise ConfigError("train.stages: stage 'g2' needs a G1 stage ('g1' or 'g1+d') before it")
+    if t.batch_size < 1 or any(t.iters(s) < 0 for s in t.stages):
+        raise ConfigError("train.batch_size must be >= 1 and the iteration counts >= 0")
+    for name in ("log_every", "sample_every", "checkpoint_every"):
+        if getattr(t, name) < 1:
+            raise ConfigError(f"train.{name} must be >= 1")
+    if len(t.betas) != 2:
+        raise ConfigError(f"train.betas={t.betas!r}: expected [beta1, beta2]")
+
+
+# Fields that decide what is being trained: a --resume must not change them.
+IDENTITY_FIELDS = ("model", "loss", "train.stages", "train.batch_size", "train.lr", "train.d_lr", "train.betas",
+                   "train.flip", "train.seed")
+
+
+def config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two ``to_dict`` configs."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += config_differences(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def replace(cfg: PG2Config, **sections) -> PG2Config:
+    """``replace(cfg, train={"g1_iters": 5})`` -> a copy with those fields changed."""
+    kw = {name: dataclasses.replace(getattr(cfg, name), **vals) for name, vals in sections.items()}
+    return dataclasses.replace(cfg, **kw)

@@ -1,0 +1,372 @@
+"""``reid-aug benchmark``: torchreid baseline vs augmented, same recipe and seed, one report.
+
+For every seed: train the baseline (real train split) and the augmented model (real +
+synthetic images under their source pid), extract query/gallery features, evaluate with our
+vectorized Market evaluator (+ k-reciprocal re-ranking if asked) and record rank-1/5/10, mAP
+and wall time. Finished ``(variant, seed)`` runs are kept in ``OUT/results.json`` and skipped
+on a restart; an unfinished one continues from its last epoch (``OUT/runs/<variant>_seed<S>/``).
+
+Output folder::
+
+    config.yaml              resolved recipe
+    results.json / .csv      one record per (variant, seed)
+    report.md, bars.png      see reid_aug.reid.report
+    models/<variant>_seed<S>.pt   trained weights + config (load_reid_model)
+    runs/<variant>_seed<S>/checkpoint.pt   per-epoch resume state (deleted when the run is done)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from reid_aug.config import from_dict, load_config, save_config, to_dict
+from reid_aug.errors import CheckpointError, ReidAugError, WeightsMissingError
+from reid_aug.reid.config import BenchmarkConfig, with_cli
+from reid_aug.utils.io import atomic_torch_save, atomic_write_text, sha256_file
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("baseline", "augmented")
+MODEL_FORMAT = "reid_aug.reid/1"
+
+
+# --------------------------------------------------------------------------- config
+DEFAULT_RECIPE = "reid_resnet50_market"
+
+
+def resolve_benchmark(model: str | None = None, recipe: str | None = None, overrides: Sequence[str] = (),
+                      labels: str | None = None, pretrained: bool | None = None,
+                      rerank: bool = False) -> BenchmarkConfig:
+    """Recipe (default ``reid_resnet50_market``) + ``--set`` overrides + the CLI's own options
+    (``None`` keeps the recipe's value: e.g. ``--recipe reid_cpu_market`` keeps its model)."""
+    cfg = load_config(BenchmarkConfig, recipe or DEFAULT_RECIPE, overrides)
+    return with_cli(cfg, model=model, labels=labels, pretrained=pretrained, rerank=rerank)
+
+
+# --------------------------------------------------------------------------- devices
+def resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(spec)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ReidAugError(f"runtime.device={spec} but no CUDA device is available; use --set runtime.device=cpu")
+    return dev
+
+
+# --------------------------------------------------------------------------- models and weights
+def build_model(name: str, num_classes: int):
+    """A torchreid model, never with torchreid's own pretrained loading (it downloads)."""
+    from reid_aug.reid.data import import_torchreid, quiet_stdout
+
+    reid = import_torchreid()
+    try:
+        with quiet_stdout():
+            return reid.models.build_model(name=name, num_classes=num_classes, loss="softmax", pretrained=False,
+                                           use_gpu=False)
+    except KeyError:
+        from reid_aug.config import ConfigError
+
+        raise ConfigError(f"unknown torchreid model {name!r}; e.g. resnet50, resnet18, osnet_x0_25, osnet_x1_0, "
+                          f"mobilenetv2_x1_0") from None
+
+
+def _torch_home() -> Path:
+    return Path(os.path.expanduser(os.getenv("TORCH_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"),
+                                                                           "torch"))))
+
+
+def imagenet_weight_candidates(name: str) -> list[Path]:
+    """Where ImageNet weights for a torchreid model may already be on disk (nothing is downloaded):
+    the torch hub cache (torchvision's ``resnet50-*.pth`` names) and torchreid's own cache
+    (``checkpoints/<name>_imagenet.pth``)."""
+    dirs = []
+    try:
+        dirs.append(Path(torch.hub.get_dir()) / "checkpoints")
+    except Exception:  # noqa: BLE001 - no hub dir configured
+        pass
+    dirs.append(_torch_home() / "checkpoints")
+    out = []
+    for d in dict.fromkeys(dirs):
+        if not d.is_dir():
+            continue
+        out += sorted(d.glob(f"{name}_imagenet.pth")) + sorted(d.glob(f"{name}-*.pth"))
+    return out
+
+
+def find_imagenet_weights(name: str) -> Path:
+    found = imagenet_weight_candidates(name)
+    if not found:
+        looked = [str(Path(torch.hub.get_dir()) / "checkpoints"), str(_torch_home() / "checkpoints")]
+        raise WeightsMissingError(
+            f"ImageNet weights for {name} are not on disk (looked for {name}-*.pth and {name}_imagenet.pth in "
+            f"{', '.join(dict.fromkeys(looked))}) and nothing is downloaded here. Either pass the file with "
+            f"`--weights FILE` (e.g. torchvision's resnet50-19c8e357.pth or torchreid's {name}_imagenet.pth), "
+            f"or train from scratch with `--no-pretrained`.")
+    return found[0]
+
+
+def load_backbone_weights(model: torch.nn.Module, path: str | Path) -> dict:
+    """Copy every tensor of ``path`` whose name and shape match ``model`` (the classifier of an
+    ImageNet file never does); ``module.`` prefixes are dropped. Returns ``{"matched", "discarded"}``.
+
+    Loaded with ``weights_only=True``: an ImageNet state dict is plain tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsMissingError(f"weights file {path} does not exist; pass an existing `--weights FILE` "
+                                  f"or use `--no-pretrained`")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(f"{path} is not a PyTorch state dict that loads with weights_only=True "
+                              f"({type(e).__name__}: {e}); pass an ImageNet state_dict .pth") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state dict")
+    own = model.state_dict()
+    matched, discarded = {}, []
+    for k, v in state.items():
+        k = k[7:] if k.startswith("module.") else k
+        if k in own and isinstance(v, torch.Tensor) and own[k].shape == v.shape:
+            matched[k] = v
+        else:
+            discarded.append(k)
+    if not matched:
+        raise CheckpointError(f"no tensor of {path} matches the model ({type(model).__name__}): "
+                              f"weights for another architecture? first keys: {list(state)[:3]}")
+    own.update(matched)
+    model.load_state_dict(own)
+    log.info("loaded %d tensors from %s (%d discarded: %s)", len(matched), path, len(discarded),
+             ", ".join(discarded[:6]) + ("..." if len(discarded) > 6 else ""))
+    return {"matched": len(matched), "discarded": discarded, "path": str(path)}
+
+
+def save_reid_model(model, cfg: BenchmarkConfig, path: Path, extra: dict) -> None:
+    atomic_torch_save({"format": MODEL_FORMAT, "state_dict": model.state_dict(), "config": to_dict(cfg),
+                       "num_classes": int(extra["num_classes"]), **{k: v for k, v in extra.items()
+                                                                      if k != "num_classes"}}, path)
+
+
+def load_reid_model(path: str | Path, device: str | torch.device = "cpu"):
+    """A model saved by the benchmark -> ``(model in eval mode, BenchmarkConfig)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Re-ID model {path} does not exist; it is written as OUT/models/<variant>_seed<S>.pt "
+                              f"by `reid-aug benchmark`")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(f"{path} cannot be read as a Re-ID model ({type(e).__name__}: {e})") from None
+    if not isinstance(ck, dict) or ck.get("format") != MODEL_FORMAT:
+        raise CheckpointError(f"{path} is not a Re-ID model written by `reid-aug benchmark` (format "
+                              f"{ck.get('format') if isinstance(ck, dict) else type(ck).__name__!r})")
+    cfg = from_dict(BenchmarkConfig, ck["config"])
+    model = build_model(cfg.model.name, ck["num_classes"])
+    model.load_state_dict(ck["state_dict"])
+    return model.to(device).eval(), cfg
+
+
+@torch.no_grad()
+def extract_features(model, image_paths: Sequence[str | Path], height: int, width: int, batch_size: int = 128,
+                     workers: int = 0, desc: str = "features", device: str | torch.device | None = None):
+    """``(N, D)`` float32 CPU features of ``image_paths`` (torchreid test transform, model in eval mode)."""
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from reid_aug.reid.data import ImageListDataset
+
+    if device is None:
+        device = next(model.parameters()).device
+    model.eval()
+    loader = DataLoader(ImageListDataset(image_paths, height, width), batch_size=batch_size, shuffle=False,
+                        num_workers=workers)
+    feats = []
+    for imgs in tqdm(loader, desc=desc, unit="batch", leave=False, disable=None):
+        feats.append(model(imgs.to(device)).float().cpu())
+    if not feats:
+        return torch.zeros(0, 0)
+    return torch.cat(feats)
+
+
+# --------------------------------------------------------------------------- evaluation
+def evaluate_features(qf, gf, q_pids, g_pids, q_cams, g_cams, cfg: BenchmarkConfig) -> dict:
+    """Market metrics (and re-ranked ones if ``cfg.eval.rerank``) of query/gallery features."""
+    import torch.nn.functional as F
+
+    from reid_aug.reid.data import import_torchreid
+    from reid_aug.reid.ranking import evaluate_rank, summarize
+
+    reid = import_torchreid()
+    e = cfg.eval
+    if e.normalize_feature:
+        qf, gf = F.normalize(qf, dim=1), F.normalize(gf, dim=1)
+    distmat = reid.metrics.compute_distance_matrix(qf, gf, e.dist_metric)
+    cmc, mAP = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=e.max_rank)
+    out = {**summarize(cmc, mAP, e.ranks), "cmc": [float(x) for x in cmc]}
+    if e.rerank:
+        from reid_aug.reid.rerank import re_ranking_features
+
+        t0 = time.time()
+        # cosine distances give the same re-ranking as squared Euclidean on L2-normalised features
+        # (re_ranking divides every row by its maximum, so the factor 2 cancels)
+        rq, rg = (F.normalize(qf, dim=1), F.normalize(gf, dim=1)) if e.dist_metric == "cosine" else (qf, gf)
+        rr = re_ranking_features(rq, rg, k1=e.k1, k2=e.k2, lambda_value=e.lambda_value)
+        cmc_r, map_r = evaluate_rank(rr, q_pids, g_pids, q_cams, g_cams, max_rank=e.max_rank)
+        out["rerank"] = {**summarize(cmc_r, map_r, e.ranks), "seconds": time.time() - t0}
+    return out
+
+
+# --------------------------------------------------------------------------- one run
+def _train_and_evaluate(cfg: BenchmarkConfig, splits, variant: str, seed: int, out_dir: Path,
+                        weights: Path | None, device: torch.device) -> dict:
+    from reid_aug.reid.data import build_datamanager, import_torchreid
+    from reid_aug.reid.engine import make_engine_class, seed_everything, train_epochs
+
+    reid = import_torchreid()
+    t_start = time.time()
+    tag = f"{variant}_seed{seed}"
+    seed_everything(seed)
+    use_gpu = device.type == "cuda"
+    dm = build_datamanager(splits, cfg.data.height, cfg.data.width, cfg.data.transforms, cfg.train.batch_size,
+                           cfg.data.batch_size_test, cfg.data.workers, use_gpu=use_gpu)
+    model = build_model(cfg.model.name, dm.num_train_pids)
+    init = {"pretrained": False}
+    if cfg.model.pretrained:
+        init = {"pretrained": True, **load_backbone_weights(model, weights or find_imagenet_weights(cfg.model.name))}
+        init["discarded"] = len(init["discarded"])
+    model = model.to(device)
+    t = cfg.train
+    optimizer = reid.optim.build_optimizer(model, optim=t.optimizer, lr=t.lr, weight_decay=t.weight_decay)
+    stepsize = t.stepsize[0] if t.lr_scheduler == "single_step" else list(t.stepsize)
+    # always a scheduler: torchreid's checkpoint code breaks on scheduler=None
+    scheduler = reid.optim.build_lr_scheduler(optimizer, lr_scheduler=t.lr_scheduler, stepsize=stepsize,
+                                              gamma=t.gamma, max_epoch=t.epochs)
+    engine = make_engine_class()(dm, model, optimizer, scheduler, use_gpu=use_gpu, label_smooth=t.label_smooth,
+                                 labels=t.labels)
+    run_dir = out_dir / "runs" / tag
+    run_dir.mkdir(parents=True, exist_ok=True)
+    train = train_epochs(engine, t.epochs, run_dir / "checkpoint.pt", max_iters_per_epoch=t.max_iters_per_epoch,
+                         desc=tag)
+    model_path = out_dir / "models" / f"{tag}.pt"
+    save_reid_model(model, cfg, model_path, {"num_classes": dm.num_train_pids, "variant": variant, "seed": seed,
+                                             "pid2label": {str(k): v for k, v in splits.pid2label.items()}})
+    t_eval = time.time()
+    bs = cfg.data.batch_size_test
+    qf = extract_features(model, [p for p, *_ in splits.query], cfg.data.height, cfg.data.width, bs,
+                          desc=f"{tag} query features", device=device)
+    gf = extract_features(model, [p for p, *_ in splits.gallery], cfg.data.height, cfg.data.width, bs,
+                          desc=f"{tag} gallery features", device=device)
+    q_pids = np.array([p for _, p, _ in splits.query])
+    q_cams = np.array([c for _, _, c in splits.query])
+    g_pids = np.array([p for _, p, _ in splits.gallery])
+    g_cams = np.array([c for _, _, c in splits.gallery])
+    metrics = evaluate_features(qf, gf, q_pids, g_pids, q_cams, g_cams, cfg)
+    now = time.time()
+    rec = {"variant": variant, "seed": seed, **{k: v for k, v in metrics.items()},
+           "n_train_real": splits.n_real, "n_train_synthetic": splits.n_synthetic,
+           "num_train_pids": splits.num_train_pids, "train_s": train["train_s"], "eval_s": now - t_eval,
+           "wall_s": train["train_s"] + (now - t_eval), "session_s": now - t_start, "epochs": train["epochs"],
+           "final_loss": train["history"][-1]["loss"] if train["history"] else None,
+           "history": train["history"], "init": init, "model_path": str(model_path),
+           "feature_dim": int(qf.shape[1])}
+    log.info("%s: rank-1 %.4f  mAP %.4f  (train %.0fs, eval %.0fs)", tag, rec.get("rank1", float("nan")),
+             rec["mAP"], rec["train_s"], rec["eval_s"])
+    return rec
+
+
+# --------------------------------------------------------------------------- the benchmark
+def _load_results(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ReidAugError(f"{path} is not valid JSON ({e}); delete it to rerun every (variant, seed)") from None
+
+
+def _default_generator_eval(augmented_dir: Path | None) -> Path | None:
+    """``synthesize`` writes to RUN/synthesized-K by default, and evaluate-generator to RUN/eval/."""
+    if augmented_dir is None:
+        return None
+    cand = Path(augmented_dir).resolve().parent / "eval" / "metrics.json"
+    return cand if cand.is_file() else None
+
+
+def run_benchmark(cfg: BenchmarkConfig, dataset: str = "synthetic", augmented_dir: str | Path | None = None,
+                  seeds: Sequence[int] = (0,), weights: str | Path | None = None,
+                  generator_eval: str | Path | None = None, out_dir: str | Path | None = None) -> Path:
+    """Train/evaluate baseline and augmented models for every seed; write the report. Returns ``out_dir``."""
+    from reid_aug.dataset.market import load_dataset
+    from reid_aug.reid.data import build_splits, read_augmented, validate_images
+    from reid_aug.reid.report import write_report
+
+    if not seeds:
+        raise ReidAugError("no seeds given (e.g. --seeds 0,1,2)")
+    out_dir = Path(out_dir) if out_dir is not None else Path("runs") / f"benchmark_{cfg.model.name}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.runtime.threads > 0:
+        torch.set_num_threads(cfg.runtime.threads)
+    device = resolve_device(cfg.runtime.device)
+    weights = Path(weights) if weights is not None else None
+    if cfg.model.pretrained:
+        if weights is not None and not weights.is_file():
+            raise WeightsMissingError(f"--weights {weights} does not exist; pass an existing ImageNet weights file "
+                                      f"or use `--no-pretrained`")
+        weights = weights or find_imagenet_weights(cfg.model.name)   # fail before any training
+
+    index = load_dataset(dataset)
+    aug_table = read_augmented(augmented_dir) if augmented_dir is not None else None
+    d = cfg.data
+    splits = {"baseline": build_splits(index, None, d.train_per_id, d.subsample_seed)}
+    if aug_table is not None:
+        splits["augmented"] = build_splits(index, aug_table, d.train_per_id, d.subsample_seed)
+    variants = [v for v in VARIANTS if v in splits]
+
+    manifest = Path(augmented_dir) / "manifest.csv" if augmented_dir is not None else None
+    setup = {"dataset": str(index.image_root), "augmented_dir": str(augmented_dir) if augmented_dir else None,
+             "augmented_manifest_sha256": sha256_file(manifest) if manifest is not None and manifest.is_file()
+             else None, "weights": str(weights) if (cfg.model.pretrained and weights) else None,
+             "config": to_dict(cfg)}
+    results_path = out_dir / "results.json"
+    results = _load_results(results_path)
+    if results and results.get("setup") != setup:
+        raise ReidAugError(f"{out_dir} holds results of a different benchmark (config, dataset, augmented folder or "
+                           f"weights differ; see {results_path}); pass another --out or delete that folder")
+    results = {"setup": setup, "runs": results.get("runs", {})}
+    save_config(cfg, out_dir / "config.yaml")
+
+    todo = [(v, s) for s in seeds for v in variants if f"{v}_seed{s}" not in results["runs"]]
+    done = len(seeds) * len(variants) - len(todo)
+    if done:
+        log.info("%d of %d run(s) already in %s: skipped", done, len(seeds) * len(variants), results_path)
+    if todo and d.check_images:
+        validate_images(splits.get("augmented", splits["baseline"]), workers=max(1, d.workers))
+    gen_eval = Path(generator_eval) if generator_eval is not None else _default_generator_eval(
+        Path(augmented_dir) if augmented_dir is not None else None)
+    for variant, seed in todo:
+        rec = _train_and_evaluate(cfg, splits[variant], variant, seed, out_dir, weights, device)
+        results["runs"][f"{variant}_seed{seed}"] = rec
+        atomic_write_text(results_path, json.dumps(results, indent=1))
+        ck = out_dir / "runs" / f"{variant}_seed{seed}" / "checkpoint.pt"
+        ck.unlink(missing_ok=True)   # the finished model lives in models/; results.json marks it done
+    atomic_write_text(results_path, json.dumps(results, indent=1))
+    write_report(out_dir, results, seeds=list(seeds), generator_eval=gen_eval,
+                 train_info={"train_per_id": d.train_per_id, "subsample_seed": d.subsample_seed,
+                             "n_real": splits["baseline"].n_real,
+                             "n_synthetic": splits["augmented"].n_synthetic if "augmented" in splits else 0,
+                             "num_train_pids": splits["baseline"].num_train_pids,
+                             "n_query": splits["baseline"].info["n_query"],
+                             "n_gallery": splits["baseline"].info["n_gallery"]})
+    return out_dir
+
+
+__all__ = ["resolve_benchmark", "run_benchmark", "load_reid_model", "extract_features", "build_model",
+           "load_backbone_weights", "find_imagenet_weights", "evaluate_features"]

@@ -1,0 +1,114 @@
+"""Re-ID benchmark configuration (frozen dataclasses, loaded from ``recipes/reid_*.yaml``).
+
+Example override: ``--set train.epochs=10 --set data.train_per_id=4``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from reid_aug.config import ConfigError
+
+LABEL_MODES = ("same-id", "lsro")
+TRANSFORMS = ("random_flip", "random_crop", "random_patch", "color_jitter", "random_erase")
+DIST_METRICS = ("euclidean", "cosine")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "resnet50"              # any torchreid.models name (resnet50, osnet_x0_25, resnet18, ...)
+    pretrained: bool = True             # ImageNet initialisation (torch hub cache or --weights FILE)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    height: int = 256
+    width: int = 128
+    transforms: tuple[str, ...] = ("random_flip", "random_crop")
+    train_per_id: int = 0               # > 0: keep at most this many real train images per identity
+    subsample_seed: int = 0             # which images the subsample keeps (fixed across training seeds)
+    workers: int = 2                    # DataLoader workers
+    batch_size_test: int = 128
+    check_images: bool = True           # decode every image once before training (corrupt file -> DatasetError)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 60
+    batch_size: int = 32
+    optimizer: str = "adam"
+    lr: float = 3e-4
+    weight_decay: float = 5e-4
+    lr_scheduler: str = "single_step"   # torchreid.optim.build_lr_scheduler: single_step | multi_step | cosine
+    stepsize: tuple[int, ...] = (20,)   # single_step: decay every stepsize[0] epochs; multi_step: at these epochs
+    gamma: float = 0.1
+    label_smooth: bool = True           # torchreid CrossEntropyLoss label smoothing (eps = 0.1)
+    labels: str = "same-id"             # synthetic images: "same-id" (their source pid) | "lsro" (uniform)
+    max_iters_per_epoch: int = 0        # > 0: cut every epoch after this many iterations (CPU sizing)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    ranks: tuple[int, ...] = (1, 5, 10, 20)
+    max_rank: int = 50
+    dist_metric: str = "euclidean"      # torchreid's: squared Euclidean | cosine
+    normalize_feature: bool = False
+    rerank: bool = False                # also k-reciprocal re-ranking
+    k1: int = 20
+    k2: int = 6
+    lambda_value: float = 0.3
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    device: str = "auto"                # auto | cpu | cuda
+    threads: int = 0                    # torch.set_num_threads on CPU; 0 keeps torch's default
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def __post_init__(self):
+        validate(self)
+
+
+def validate(cfg: BenchmarkConfig) -> None:
+    """Raise :class:`ConfigError` for values torchreid would reject late (or silently ignore)."""
+    t, d, e = cfg.train, cfg.data, cfg.eval
+    if t.labels not in LABEL_MODES:
+        raise ConfigError(f"train.labels={t.labels!r}; expected one of {LABEL_MODES}")
+    bad = [x for x in d.transforms if x not in TRANSFORMS]
+    if bad:
+        raise ConfigError(f"data.transforms has unknown {bad}; known: {TRANSFORMS}")
+    if e.dist_metric not in DIST_METRICS:
+        raise ConfigError(f"eval.dist_metric={e.dist_metric!r}; expected one of {DIST_METRICS}")
+    if t.epochs < 1 or t.batch_size < 1:
+        raise ConfigError(f"train.epochs ({t.epochs}) and train.batch_size ({t.batch_size}) must be >= 1")
+    if t.optimizer not in ("adam", "amsgrad", "sgd", "rmsprop", "radam"):
+        raise ConfigError(f"train.optimizer={t.optimizer!r}; expected adam | amsgrad | sgd | rmsprop | radam")
+    if t.lr_scheduler not in ("single_step", "multi_step", "cosine"):
+        raise ConfigError(f"train.lr_scheduler={t.lr_scheduler!r}; expected single_step | multi_step | cosine")
+    if not t.stepsize or any(s < 1 for s in t.stepsize):
+        raise ConfigError(f"train.stepsize={t.stepsize!r}; expected positive epoch number(s)")
+    if d.height < 16 or d.width < 16:
+        raise ConfigError(f"data.height/width {d.height}x{d.width} too small (>= 16)")
+    if not e.ranks or min(e.ranks) < 1:
+        raise ConfigError(f"eval.ranks={e.ranks!r}; expected positive ranks")
+
+
+def with_cli(cfg: BenchmarkConfig, model: str | None = None, labels: str | None = None,
+             pretrained: bool | None = None, rerank: bool | None = None) -> BenchmarkConfig:
+    """Apply the CLI's own options on top of the recipe (None = keep the recipe's value)."""
+    if model is not None:
+        cfg = replace(cfg, model=replace(cfg.model, name=model))
+    if pretrained is not None:
+        cfg = replace(cfg, model=replace(cfg.model, pretrained=bool(pretrained)))
+    if labels is not None:
+        cfg = replace(cfg, train=replace(cfg.train, labels=labels))
+    if rerank:
+        cfg = replace(cfg, eval=replace(cfg.eval, rerank=True))
+    return cfg

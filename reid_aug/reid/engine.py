@@ -1,0 +1,135 @@
+"""Training: torchreid's softmax engine with our ``forward_backward``, and an explicit epoch loop.
+
+``AugmentedSoftmaxEngine`` trains with label-smoothed cross-entropy on identity labels
+(``same-id``: synthetic images carry their source identity) or LSRO (synthetic images get a
+uniform target). We do not use ``Engine.run``: it prints, evaluates with torchreid's slow
+evaluator, and saves through ``save_checkpoint`` (which breaks with ``scheduler=None``); the
+loop below is explicit, shows a progress bar and checkpoints every epoch atomically.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from reid_aug.reid.data import SYNTHETIC_DSETID, import_torchreid
+from reid_aug.utils.io import atomic_torch_save
+
+log = logging.getLogger(__name__)
+
+
+def make_engine_class():
+    """``AugmentedSoftmaxEngine`` (a subclass of torchreid's ``ImageSoftmaxEngine``), built on first use."""
+    reid = import_torchreid()
+    from reid_aug.reid.lsro import LSROLoss
+
+    class AugmentedSoftmaxEngine(reid.engine.ImageSoftmaxEngine):
+        """``labels``: ``same-id`` (torchreid CrossEntropyLoss with label smoothing on every sample)
+        or ``lsro`` (uniform target for samples whose ``dsetid`` is the synthetic one)."""
+
+        def __init__(self, datamanager, model, optimizer, scheduler, use_gpu=False, label_smooth=True,
+                     labels="same-id"):
+            super().__init__(datamanager, model, optimizer, scheduler=scheduler, use_gpu=use_gpu,
+                             label_smooth=label_smooth)
+            self.labels = labels
+            self.lsro = LSROLoss(datamanager.num_train_pids, label_smooth=label_smooth, use_gpu=self.use_gpu)
+
+        def forward_backward(self, data):
+            imgs, pids = self.parse_data_for_train(data)
+            synthetic = torch.as_tensor(data["dsetid"]) == SYNTHETIC_DSETID
+            if self.use_gpu:
+                imgs, pids = imgs.cuda(non_blocking=True), pids.cuda(non_blocking=True)
+            outputs = self.model(imgs)
+            if self.labels == "lsro":
+                loss = self.lsro(outputs, pids, synthetic)
+            else:
+                loss = self.compute_loss(self.criterion, outputs, pids)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            real = ~synthetic.to(outputs.device)
+            acc = (outputs.argmax(1) == pids)[real].float().mean().item() if bool(real.any()) else float("nan")
+            return {"loss": loss.item(), "acc": acc, "n_synthetic": int(synthetic.sum())}
+
+    return AugmentedSoftmaxEngine
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train_epochs(engine, epochs: int, checkpoint_path: Path, max_iters_per_epoch: int = 0, desc: str = "train",
+                 on_epoch_end: Callable[[int, dict], None] | None = None) -> dict:
+    """Run ``epochs`` epochs of ``engine.forward_backward``, resuming from ``checkpoint_path``.
+
+    The checkpoint (model, optimizer, scheduler, RNG states, epoch, elapsed seconds, loss
+    history) is written atomically after every epoch, so a killed run loses at most one epoch.
+
+    Returns ``{"epochs": n, "train_s": seconds, "history": [{"epoch", "loss", "acc", "lr"}, ...]}``.
+    """
+    from tqdm import tqdm
+
+    start_epoch, elapsed, history = 0, 0.0, []
+    if checkpoint_path.is_file():
+        ck = torch.load(checkpoint_path, map_location="cpu", weights_only=False)  # our own file (RNG states)
+        engine.model.load_state_dict(ck["model"])
+        engine.optimizer.load_state_dict(ck["optimizer"])
+        engine.scheduler.load_state_dict(ck["scheduler"])
+        set_rng_state(ck["rng"])
+        start_epoch, elapsed, history = ck["epoch"], ck["elapsed"], ck["history"]
+        log.info("%s: resuming after epoch %d of %d (%s)", desc, start_epoch, epochs, checkpoint_path)
+    n_batches = len(engine.train_loader)
+    if max_iters_per_epoch > 0:
+        n_batches = min(n_batches, max_iters_per_epoch)
+    engine.max_epoch = epochs
+    for epoch in range(start_epoch, epochs):
+        t0 = time.time()
+        engine.epoch = epoch
+        engine.set_model_mode("train")
+        sums = {"loss": 0.0, "acc": 0.0, "n_acc": 0}
+        bar = tqdm(total=n_batches, desc=f"{desc} epoch {epoch + 1}/{epochs}", unit="it", leave=False, disable=None)
+        for i, data in enumerate(engine.train_loader):
+            if i >= n_batches:
+                break
+            out = engine.forward_backward(data)
+            sums["loss"] += out["loss"]
+            if out["acc"] == out["acc"]:   # not NaN (batch of only synthetic images under LSRO)
+                sums["acc"] += out["acc"]
+                sums["n_acc"] += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{sums['loss'] / (i + 1):.3f}")
+        bar.close()
+        lr = engine.get_current_lr()
+        engine.update_lr()
+        elapsed += time.time() - t0
+        rec = {"epoch": epoch + 1, "loss": sums["loss"] / max(1, n_batches),
+               "acc": sums["acc"] / max(1, sums["n_acc"]), "lr": lr, "seconds": time.time() - t0}
+        history.append(rec)
+        log.info("%s epoch %d/%d: loss %.4f acc %.3f lr %.2e (%.1fs)", desc, epoch + 1, epochs, rec["loss"],
+                 rec["acc"], lr, rec["seconds"])
+        atomic_torch_save({"model": engine.model.state_dict(), "optimizer": engine.optimizer.state_dict(),
+                           "scheduler": engine.scheduler.state_dict(), "rng": rng_state(), "epoch": epoch + 1,
+                           "elapsed": elapsed, "history": history}, checkpoint_path)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, rec)
+    return {"epochs": epochs, "train_s": elapsed, "history": history}

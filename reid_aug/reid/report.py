@@ -1,0 +1,268 @@
+"""The benchmark report: ``results.csv``, ``report.md`` (one table) and ``bars.png``.
+
+The table has rows baseline / augmented / delta (augmented - baseline, paired by seed) and
+columns rank-1, rank-5, mAP for every seed, then their mean +- std over seeds, then the
+generator's SSIM, IS, mask-SSIM and mask-IS read from the evaluate-generator records (shown
+on the augmented row; "n/a" with the reason where a value is null or the file is absent).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from reid_aug.reid.ranking import MAP_DEFINITION
+from reid_aug.utils.io import atomic_path, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+METRICS = (("rank1", "rank-1"), ("rank5", "rank-5"), ("mAP", "mAP"))
+GENERATOR_METRICS = (("ssim", "SSIM"), ("is", "IS"), ("mask_ssim", "mask-SSIM"), ("mask_is", "mask-IS"))
+_ALIASES = {
+    "ssim": {"ssim", "ssim_score"},
+    "is": {"is", "inception_score", "inception"},
+    "mask_ssim": {"mask_ssim", "maskssim", "ssim_mask", "masked_ssim"},
+    "mask_is": {"mask_is", "maskis", "is_mask", "mask_inception_score", "masked_is"},
+}
+
+
+# --------------------------------------------------------------------------- generator records
+def _norm(key: str) -> str:
+    return str(key).lower().replace("-", "_").replace(" ", "_")
+
+
+def _fmt_value(v: Any) -> str | None:
+    """A metric value in any of the shapes the records may use -> text, or None when absent."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return "n/a (NaN)" if isinstance(v, float) and math.isnan(v) else f"{v:.4g}"
+    if isinstance(v, dict):
+        keys = {_norm(k): k for k in v}
+        if "mean" in keys or "value" in keys:
+            val = v[keys.get("mean", keys.get("value"))]
+            if val is None:
+                reason = v.get(keys["reason"]) if "reason" in keys else None
+                return f"n/a ({reason})" if reason else "n/a (null in the records)"
+            std = v.get(keys["std"]) if "std" in keys else None
+            return f"{val:.4g} ± {std:.2g}" if isinstance(std, (int, float)) else _fmt_value(val)
+        # e.g. {"defgan": 0.31, "pg2": 0.29}: one value per protocol
+        parts = [(k, _fmt_value(x)) for k, x in v.items() if _norm(k) not in ("reason", "n", "count")]
+        parts = [f"{k} {t}" for k, t in parts if t]
+        return " / ".join(parts) if parts else None
+    if v is None:
+        return "n/a (null in the records)"
+    return None
+
+
+def _find(obj: Any, aliases: set[str], depth: int = 0):
+    """Shallowest value whose key is one of ``aliases`` (dicts), or a record ``{"metric": name, ...}`` (lists)."""
+    if depth > 4:
+        return None
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if _norm(k) in aliases:
+                return v, k
+        for k, v in obj.items():
+            if isinstance(v, (dict, list)):
+                hit = _find(v, aliases, depth + 1)
+                if hit is not None:
+                    return hit
+    if isinstance(obj, list):
+        for item in obj:
+            if isinstance(item, dict):
+                name = next((item[k] for k in ("metric", "name", "key") if k in item), None)
+                if name is not None and _norm(name) in aliases:
+                    return {k: v for k, v in item.items() if k not in ("metric", "name", "key")}, name
+        for item in obj:
+            hit = _find(item, aliases, depth + 1)
+            if hit is not None:
+                return hit
+    return None
+
+
+def read_generator_metrics(path: str | Path | None) -> dict:
+    """``{"ssim": text, "is": text, "mask_ssim": text, "mask_is": text, "source": str}``; never raises."""
+    if path is None:
+        reason = "n/a (no evaluate-generator records: pass --generator-eval RUN/eval/metrics.json)"
+        return {k: reason for k, _ in GENERATOR_METRICS} | {"source": None}
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.json" if (path / "metrics.json").is_file() else path / "eval" / "metrics.json"
+    if not path.is_file():
+        return {k: f"n/a ({path} not found)" for k, _ in GENERATOR_METRICS} | {"source": str(path)}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        return {k: f"n/a ({path.name} unreadable: {e})" for k, _ in GENERATOR_METRICS} | {"source": str(path)}
+    out = {"source": str(path)}
+    for key, _ in GENERATOR_METRICS:
+        hit = _find(data, _ALIASES[key])
+        out[key] = (_fmt_value(hit[0]) or "n/a (unrecognised value)") if hit else f"n/a (not in {path.name})"
+    return out
+
+
+# --------------------------------------------------------------------------- numbers
+def _pct(x: float | None) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
+
+
+def _mean_std(vals: Sequence[float], signed: bool = False) -> str:
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "–"
+    m = float(np.mean(vals))
+    head = f"{100 * m:+.1f}" if signed else f"{100 * m:.1f}"
+    return f"{head} ± {100 * float(np.std(vals, ddof=1)):.1f}" if len(vals) > 1 else f"{head} ± –"
+
+
+def _metric(rec: dict | None, key: str, rerank: bool) -> float | None:
+    if rec is None:
+        return None
+    src = rec.get("rerank") if rerank else rec
+    return None if src is None else src.get(key)
+
+
+def results_table(runs: dict, seeds: Sequence[int], gen: dict, rerank: bool) -> str:
+    """The single markdown table (values in %)."""
+    header = [""] + [f"{lab} s{s}" for s in seeds for _, lab in METRICS] + \
+             [f"{lab} mean ± std" for _, lab in METRICS] + [lab for _, lab in GENERATOR_METRICS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    blocks = [(False, "")] + ([(True, " (re-ranked)")] if rerank else [])
+    for rr, suffix in blocks:
+        rows = {}
+        for variant in ("baseline", "augmented"):
+            per_seed = {s: runs.get(f"{variant}_seed{s}") for s in seeds}
+            cells = [_pct(_metric(per_seed[s], k, rr)) for s in seeds for k, _ in METRICS]
+            cells += [_mean_std([_metric(per_seed[s], k, rr) for s in seeds]) for k, _ in METRICS]
+            rows[variant] = per_seed
+            gen_cells = [gen[k] if variant == "augmented" else "" for k, _ in GENERATOR_METRICS]
+            lines.append("| " + " | ".join([variant + suffix] + cells + gen_cells) + " |")
+        cells, deltas = [], {}
+        for k, _ in METRICS:
+            deltas[k] = []
+            for s in seeds:
+                a, b = _metric(rows["augmented"][s], k, rr), _metric(rows["baseline"][s], k, rr)
+                deltas[k].append(None if a is None or b is None else a - b)
+        cells = ["–" if deltas[k][i] is None else f"{100 * deltas[k][i]:+.1f}"
+                 for i, _ in enumerate(seeds) for k, _ in METRICS]
+        cells += [_mean_std(deltas[k], signed=True) for k, _ in METRICS]
+        lines.append("| " + " | ".join([f"delta{suffix}"] + cells + [""] * len(GENERATOR_METRICS)) + " |")
+    return "\n".join(lines)
+
+
+def results_frame(runs: dict) -> pd.DataFrame:
+    cols = ["variant", "seed", "rank1", "rank5", "rank10", "rank20", "mAP", "rerank_rank1", "rerank_rank5",
+            "rerank_mAP", "train_s", "eval_s", "wall_s", "epochs", "final_loss", "n_train_real",
+            "n_train_synthetic", "num_train_pids"]
+    rows = []
+    for rec in runs.values():
+        row = {c: rec.get(c) for c in cols}
+        rr = rec.get("rerank") or {}
+        row.update(rerank_rank1=rr.get("rank1"), rerank_rank5=rr.get("rank5"), rerank_mAP=rr.get("mAP"))
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=cols)
+    return df.sort_values(["seed", "variant"], ascending=[True, False]).reset_index(drop=True) if len(df) else df
+
+
+# --------------------------------------------------------------------------- chart
+def bar_chart(runs: dict, seeds: Sequence[int], path: Path) -> None:
+    """rank-1 and mAP, baseline vs augmented, mean over seeds with std error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
+    width = 0.36
+    colors = {"baseline": "#7f8c9a", "augmented": "#2a7ab9"}
+    for j, variant in enumerate(("baseline", "augmented")):
+        means, stds = [], []
+        for key in ("rank1", "mAP"):
+            vals = [runs[f"{variant}_seed{s}"][key] for s in seeds if f"{variant}_seed{s}" in runs]
+            means.append(100 * float(np.mean(vals)) if vals else 0.0)
+            stds.append(100 * float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
+        x = np.arange(2) + (j - 0.5) * width
+        bars = ax.bar(x, means, width, yerr=stds, capsize=4, color=colors[variant], label=variant)
+        for b, m in zip(bars, means):
+            ax.annotate(f"{m:.1f}", (b.get_x() + b.get_width() / 2, m), xytext=(0, 3), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(np.arange(2))
+    ax.set_xticklabels(["rank-1", "mAP"])
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 105)
+    ax.set_title(f"Re-ID: baseline vs augmented ({len(seeds)} seed{'s' if len(seeds) != 1 else ''}, ± std)",
+                 fontsize=9)
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- report
+def write_report(out_dir: str | Path, results: dict, seeds: Sequence[int], generator_eval=None,
+                 train_info: dict | None = None) -> Path:
+    """``results.csv``, ``report.md`` and ``bars.png`` in ``out_dir`` from the ``results.json`` dict."""
+    out_dir = Path(out_dir)
+    runs = results.get("runs", {})
+    setup = results.get("setup", {})
+    cfg = setup.get("config", {})
+    info = train_info or {}
+    df = results_frame(runs)
+    atomic_write_text(out_dir / "results.csv", df.to_csv(index=False))
+    bar_chart(runs, seeds, out_dir / "bars.png")
+    gen = read_generator_metrics(generator_eval)
+    rerank = bool(cfg.get("eval", {}).get("rerank"))
+    model = cfg.get("model", {})
+    data = cfg.get("data", {})
+    train = cfg.get("train", {})
+    per_id = info.get("train_per_id") or 0
+    subsample = (f"at most {per_id} real image(s) per identity (subsample seed {info.get('subsample_seed', 0)})"
+                 if per_id else "all real train images")
+    lines = [
+        "# Re-ID benchmark: baseline vs augmented",
+        "",
+        f"torchreid `{model.get('name')}` ({'ImageNet-initialised' if model.get('pretrained') else 'from scratch'}) "
+        f"at {data.get('height')}x{data.get('width')}, {train.get('epochs')} epochs, batch {train.get('batch_size')}, "
+        f"synthetic labels `{train.get('labels')}`; dataset `{setup.get('dataset')}`.",
+        f"Train: {info.get('num_train_pids', '?')} identities, {info.get('n_real', '?')} real images ({subsample})"
+        + (f" + {info.get('n_synthetic')} synthetic images from `{setup.get('augmented_dir')}` under their source pid"
+           if setup.get("augmented_dir") else "; no augmented folder given (augmented row empty)")
+        + f". Test: {info.get('n_query', '?')} queries, {info.get('n_gallery', '?')} gallery images "
+          "(Market protocol: same pid + camera removed, junk out, distractors in).",
+        "",
+        "Values in %; s<N> = seed N; delta = augmented - baseline (paired by seed, percentage points); "
+        "generator metrics from " + (f"`{gen['source']}`" if gen.get("source") else "no records") + ".",
+        "",
+        results_table(runs, seeds, gen, rerank),
+        "",
+        "![rank-1 and mAP, baseline vs augmented](bars.png)",
+        "",
+        f"mAP definition: {MAP_DEFINITION}. CMC/mAP computed by `reid_aug.reid.ranking.evaluate_rank`, equal to "
+        "torchreid's `eval_market1501`." + (" Re-ranking: k-reciprocal (k1 = {k1}, k2 = {k2}, lambda = {lam}).".format(
+            k1=cfg['eval'].get('k1'), k2=cfg['eval'].get('k2'), lam=cfg['eval'].get('lambda_value')) if rerank else ""),
+        "",
+        "## Runs",
+        "",
+    ]
+    for key in sorted(runs, key=lambda k: (runs[k]["seed"], runs[k]["variant"] != "baseline")):
+        r = runs[key]
+        lines.append(f"- `{key}`: wall {r['wall_s'] / 60:.1f} min (train {r['train_s'] / 60:.1f}, eval "
+                     f"{r['eval_s'] / 60:.1f}), {r['epochs']} epochs, final loss {r.get('final_loss') or float('nan'):.3f}, "
+                     f"{r['n_train_real']} real + {r['n_train_synthetic']} synthetic train images, "
+                     f"init: {'ImageNet ' + str(r['init'].get('path')) if r.get('init', {}).get('pretrained') else 'random'}")
+    missing = [f"{v}_seed{s}" for s in seeds for v in ("baseline", "augmented") if f"{v}_seed{s}" not in runs]
+    if missing:
+        lines.append(f"- not run: {', '.join(missing)}")
+    lines += ["", f"Seeds: {', '.join(str(s) for s in seeds)}.", "", "## Config", "", "```yaml",
+              yaml.safe_dump(cfg, sort_keys=False).rstrip(), "```", ""]
+    path = out_dir / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path

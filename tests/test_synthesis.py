@@ -1,0 +1,413 @@
+"""``reid-aug synthesize``: plan, names, resume, shards, verify, pose diversity, clear errors.
+
+A tiny untrained PG² generator is written through the generator's own checkpoint API
+(``build_networks`` + ``save_checkpoint``), so these tests do not depend on training.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+K = 3
+BATCH = 6
+
+
+def _write_generator(path: Path, image_size=(128, 64), seed: int = 0) -> Path:
+    import torch
+
+    from reid_aug.config import to_dict
+    from reid_aug.generator.checkpoint import build_networks, save_checkpoint
+    from reid_aug.generator.config import ModelConfig, PG2Config
+
+    torch.manual_seed(seed)
+    cfg = PG2Config(model=ModelConfig(image_size=tuple(image_size), g1_width=8, g2_width=8, d_width=8, bottleneck=16))
+    nets = build_networks(cfg.model, ("g1", "g2"))
+    save_checkpoint({"config": to_dict(cfg), "models": {k: v.state_dict() for k, v in nets.items()},
+                     "stage_index": 2, "step": 0, "global_step": 0, "trained": ["g1", "g2"], "complete": True},
+                    path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def generator_ckpt(tmp_path_factory) -> Path:
+    return _write_generator(tmp_path_factory.mktemp("gen") / "checkpoint.pt")
+
+
+@pytest.fixture(scope="module")
+def index(tiny_synthetic):
+    from reid_aug.dataset.market import load_dataset
+
+    return load_dataset(tiny_synthetic)
+
+
+def _opts(generator, out, dataset, **kw):
+    from reid_aug.synthesis.synthesize import SynthesisOptions
+
+    base = dict(generator=generator, out_dir=out, dataset=str(dataset), poses_per_id=K, strategy="diverse", seed=0,
+                batch_size=BATCH, workers=2, loader_threads=1, device="cpu")
+    base.update(kw)
+    return SynthesisOptions(**base)
+
+
+def _run(generator, out, dataset, on_batch=None, **kw):
+    from reid_aug.synthesis.synthesize import synthesize
+
+    return synthesize(_opts(generator, out, dataset, **kw), on_batch=on_batch)
+
+
+def _manifest(out: Path) -> pd.DataFrame:
+    from reid_aug.synthesis.synthesize import read_manifest
+
+    return read_manifest(out / "manifest.csv")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, generator_ckpt, tiny_synthetic):
+    out = tmp_path_factory.mktemp("synth") / "reference"
+    summary = _run(generator_ckpt, out, tiny_synthetic)
+    return out, summary
+
+
+# --------------------------------------------------------------------------- plan
+def test_exactly_k_images_per_identity_with_valid_poses(reference, index):
+    out, summary = reference
+    m = _manifest(out)
+    train = index.split("train")
+    train = train[train["kind"] == "normal"]
+    valid = train[train["pose_ok"]]
+    expected_ids = sorted(valid["pid"].unique().tolist())
+    assert sorted(m["pid"].unique().tolist()) == expected_ids
+    assert (m.groupby("pid").size() == K).all()
+    assert len(m) == K * len(expected_ids) == summary["written"] == summary["n_images"]
+    assert sorted(summary["skipped_identities"]) == sorted(set(train["pid"]) - set(expected_ids))
+    ok_names = set(valid["name"])
+    pid_of = dict(zip(train["name"], train["pid"]))
+    assert set(m["source"]) <= ok_names and set(m["target_pose"]) <= ok_names
+    assert (m["source"].map(pid_of) == m["pid"]).all()                 # source is the identity's own image
+    assert (m["target_pose"].map(pid_of) != m["pid"]).all()            # target pose from another identity
+    assert (m["target_pose"].map(pid_of) == m["target_pid"]).all()
+    cam_of = dict(zip(train["name"], train["camid"]))
+    assert (m["source"].map(cam_of) == m["camid"]).all()
+    # sources cycle: all of an identity's valid images are used before any repeats
+    n_valid = valid.groupby("pid").size()
+    for pid, g in m.groupby("pid"):
+        assert g["source"].nunique() == min(K, int(n_valid[pid]))
+    files = sorted(p.name for p in (out / "bounding_box_train").iterdir())
+    assert files == sorted(m["file"])
+    from PIL import Image
+
+    sheet = Image.open(out / "contact_sheet.png")                      # a row per identity: source + K images
+    assert sheet.size == (2 + 66 * (K + 1) + 8, 2 + 130 * min(12, len(expected_ids)))
+    desc = json.loads((out / "synthesis.json").read_text())
+    assert desc["run"]["n_images"] == len(m) and desc["run"]["strategy"] == "diverse"
+    assert m["generator_sha256"].nunique() == 1 and (m["strategy"] == "diverse").all()
+
+
+def test_images_are_jpegs_of_the_generator_output(reference, generator_ckpt, index):
+    """A written file holds the JPEG of the generator's clipped output on its (source, target pose)."""
+    import hashlib
+
+    import torch
+
+    from reid_aug.generator.inference import load_generator
+    from reid_aug.pairs import load_image
+    from reid_aug.synthesis.writer import encode_jpeg
+
+    out, _ = reference
+    m = _manifest(out)
+    gen = load_generator(generator_ckpt)
+    rows = m.iloc[:2]
+    src = torch.stack([load_image(index.path_of(s)) for s in rows["source"]])
+    pose = gen.pose_maps(torch.from_numpy(index.keypoints_for(rows["target_pose"].tolist()).astype(np.int64)))
+    ref = ((gen.generate(src, pose).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    for i, (_, row) in enumerate(rows.iterrows()):
+        data = (out / "bounding_box_train" / row["file"]).read_bytes()
+        assert data == encode_jpeg(ref[i], 95)
+        assert hashlib.sha256(data).hexdigest() == row["sha256"] and len(data) == row["bytes"]
+
+
+def test_deterministic_for_a_seed(reference, tmp_path, generator_ckpt, tiny_synthetic):
+    out, _ = reference
+    _run(generator_ckpt, tmp_path / "again", tiny_synthetic)
+    pd.testing.assert_frame_equal(_manifest(tmp_path / "again"), _manifest(out))
+    from reid_aug.synthesis.synthesize import build_plan
+    from reid_aug.dataset.market import load_dataset
+
+    idx = load_dataset(tiny_synthetic)
+    a = build_plan(idx, K, "diverse", seed=0).table
+    b = build_plan(idx, K, "diverse", seed=1).table
+    assert not a.equals(b)                                             # the seed matters
+
+
+def test_kill_and_resume_gives_the_same_manifest(reference, tmp_path, generator_ckpt, tiny_synthetic):
+    out_ref, _ = reference
+    out = tmp_path / "killed"
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two(batch_no, written):
+        if batch_no == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        _run(generator_ckpt, out, tiny_synthetic, on_batch=kill_after_two)
+    img_dir = out / "bounding_box_train"
+    partial = sorted(p.name for p in img_dir.iterdir())
+    assert 0 < len(partial) < len(_manifest(out_ref))
+    assert not (out / "manifest.csv").exists()
+    # a writer killed mid-file leaves a hidden temp file: the restart must remove it
+    victim = sorted(set(_manifest(out_ref)["file"]) - set(partial))[0]
+    (img_dir / f".{victim}.abc123.tmp").write_bytes(b"\xff\xd8 truncated")
+    summary = _run(generator_ckpt, out, tiny_synthetic)
+    assert summary["skipped_existing"] == len(partial)
+    assert summary["written"] == len(_manifest(out_ref)) - len(partial)
+    pd.testing.assert_frame_equal(_manifest(out), _manifest(out_ref))
+    assert not list(img_dir.glob(".*.tmp"))
+    from reid_aug.synthesis.synthesize import verify_synthesis
+
+    assert verify_synthesis(out).ok
+    # a finished run started again writes nothing
+    assert _run(generator_ckpt, out, tiny_synthetic)["written"] == 0
+
+
+def test_verify_catches_deleted_extra_and_changed_files(reference, tmp_path):
+    from click.testing import CliRunner
+
+    import cli
+    from reid_aug.synthesis.synthesize import verify_synthesis
+
+    src, _ = reference
+    out = tmp_path / "copy"
+    shutil.copytree(src, out)
+    assert verify_synthesis(out).ok
+    files = sorted((out / "bounding_box_train").iterdir())
+    files[0].unlink()
+    shutil.copy(files[1], out / "bounding_box_train" / "0999_c1_g00_intruder.jpg")
+    data = bytearray(files[2].read_bytes())
+    data[-10] ^= 0xFF
+    files[2].write_bytes(bytes(data))
+    rep = verify_synthesis(out)
+    assert not rep.ok
+    assert rep.missing == [files[0].name]
+    assert rep.extra == ["0999_c1_g00_intruder.jpg"]
+    assert [f for f, _ in rep.mismatched] == [files[2].name]
+    result = CliRunner().invoke(cli.main, ["synthesize", "--verify", str(out)])
+    assert result.exit_code == 1
+    assert files[0].name in result.output and "intruder" in result.output and "1 missing" in result.output
+
+
+# --------------------------------------------------------------------------- names
+REAL_EXAMPLES = ["0002_c1s1_000451_03.jpg", "-1_c3s2_064853_01.jpg", "0000_c1s6_034621_04.jpg",
+                 "1488_c5s3_071737_01.jpg.jpg", "1501_c6s4_001902_01.jpg"]
+
+
+def test_generated_names_parse_with_torchreids_market_code(reference):
+    """torchreid's own Market1501.process_dir (regex ``([-\\d]+)_c(\\d)``) reads the source pid and camera."""
+    import inspect
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torchreid.reid.data.datasets.image.market1501 import Market1501
+
+    assert "re.compile(r'([-\\d]+)_c(\\d)')" in inspect.getsource(Market1501.process_dir)
+    out, _ = reference
+    m = _manifest(out).set_index("file")
+    data = Market1501.process_dir(None, str(out / "bounding_box_train"), relabel=False)
+    assert len(data) == len(m)
+    for path, pid, camid in data:
+        row = m.loc[Path(path).name]
+        assert (pid, camid) == (row["pid"], row["camid"] - 1)          # torchreid's camids are 0-based
+    from reid_aug.dataset.market import parse_market_name
+
+    for f, row in m.iterrows():
+        assert parse_market_name(f) == (row["pid"], row["camid"])
+
+
+def test_synthetic_and_real_names_never_collide(reference, tiny_synthetic, request):
+    from reid_aug.synthesis.synthesize import (MARKET_NAME, SYNTH_NAME, parse_synthetic_name, source_stem,
+                                               synthetic_name)
+
+    out, _ = reference
+    generated = _manifest(out)["file"].tolist()
+    generated += [synthetic_name(p, c, k, s) for p, c, k, s in
+                  [(2, 1, 0, "0002_c1s1_000451_03.jpg"), (1488, 5, 123, "1488_c5s3_071737_01.jpg.jpg"),
+                   (7, 6, 9, "0007_c6s4_001902_01.jpg")]]
+    real = list(REAL_EXAMPLES)
+    real += [p.name for d in ("bounding_box_train", "bounding_box_test", "query")
+             for p in sorted(tiny_synthetic.rglob(f"{d}/*.jpg"))]
+    env = os.environ.get("REID_AUG_MARKET_ROOT")
+    if env and Path(env, "Market-1501-v15.09.15").is_dir():               # every real name when available
+        for d in ("bounding_box_train", "bounding_box_test", "query"):
+            real += [n for n in os.listdir(Path(env, "Market-1501-v15.09.15", d)) if n.endswith(".jpg")]
+    assert all(MARKET_NAME.match(n) for n in real), [n for n in real if not MARKET_NAME.match(n)][:3]
+    assert not any(SYNTH_NAME.match(n) for n in real)
+    assert not any(MARKET_NAME.match(n) for n in generated)
+    assert all(SYNTH_NAME.match(n) for n in generated)
+    assert not set(generated) & set(real)
+    assert parse_synthetic_name("1488_c5_g123_1488_c5s3_071737_01.jpg") == (1488, 5, 123, "1488_c5s3_071737_01")
+    assert source_stem("1488_c5s3_071737_01.jpg.jpg") == "1488_c5s3_071737_01"
+    with pytest.raises(ValueError):
+        parse_synthetic_name("0002_c1s1_000451_03.jpg")
+
+
+# --------------------------------------------------------------------------- shards
+def test_two_shards_equal_one_shard_and_merge(reference, tmp_path, generator_ckpt, tiny_synthetic):
+    from reid_aug.synthesis.synthesize import verify_synthesis
+
+    out_ref, _ = reference
+    ref = _manifest(out_ref)
+    out = tmp_path / "sharded"
+    s0 = _run(generator_ckpt, out, tiny_synthetic, shard=(0, 2))
+    assert not (out / "manifest.csv").exists() and (out / "manifest.shard-0-of-2.csv").is_file()
+    assert 0 < s0["written"] < len(ref)
+    s1 = _run(generator_ckpt, out, tiny_synthetic, shard="1/2", batch_size=BATCH + 1)  # layout comes from the folder
+    assert s0["written"] + s1["written"] == len(ref)
+    part0 = pd.read_csv(out / "manifest.shard-0-of-2.csv")
+    part1 = pd.read_csv(out / "manifest.shard-1-of-2.csv")
+    assert not set(part0["pid"]) & set(part1["pid"])                     # shards split identities
+    pd.testing.assert_frame_equal(_manifest(out), ref)
+    assert verify_synthesis(out).ok
+    # one shard alone, then a run without --shard completes and merges it
+    out2 = tmp_path / "completed"
+    a = _run(generator_ckpt, out2, tiny_synthetic, shard=(1, 2))
+    b = _run(generator_ckpt, out2, tiny_synthetic)
+    assert b["skipped_existing"] == a["written"] and a["written"] + b["written"] == len(ref)
+    pd.testing.assert_frame_equal(_manifest(out2), ref)
+
+
+def test_torchrun_environment_selects_the_shard(monkeypatch):
+    from reid_aug.synthesis.synthesize import SynthesisError, parse_shard, shard_from_env
+
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert shard_from_env() == (1, 3)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert shard_from_env() is None
+    assert parse_shard("2/4") == (2, 4)
+    for bad in ("4/4", "x", "1/0"):
+        with pytest.raises(SynthesisError):
+            parse_shard(bad)
+
+
+# --------------------------------------------------------------------------- pose bank
+def test_diverse_gives_more_pose_diversity_than_random(index):
+    from reid_aug.synthesis.posebank import PoseBank, assign_target_poses, pose_diversity_per_identity
+
+    bank = PoseBank.from_index(index)
+    pids = sorted(set(bank.pids.tolist()))
+    means = {}
+    for strategy in ("random", "diverse"):
+        per_seed = []
+        for seed in range(3):
+            a = assign_target_poses(bank, pids, 4, strategy, seed=seed)
+            div = pose_diversity_per_identity({p: bank.keypoints[a.targets[p]] for p in pids})
+            per_seed.append(np.mean(list(div.values())))
+        means[strategy] = per_seed
+    assert all(d > r for d, r in zip(means["diverse"], means["random"])), means
+    a = assign_target_poses(bank, pids, 4, "diverse", seed=0)
+    b = assign_target_poses(bank, pids, 4, "diverse", seed=0)
+    assert np.array_equal(a.labels, b.labels) and all(np.array_equal(a.targets[p], b.targets[p]) for p in pids)
+    for p in pids:
+        assert len(set(a.clusters[p].tolist())) == 4                       # K different clusters
+        assert (bank.pids[a.targets[p]] != p).all()
+
+
+def test_pose_normalisation_and_masked_distance_known_answers():
+    from reid_aug.synthesis.posebank import normalize_poses, pose_distance_matrix
+
+    kp = np.full((1, 18, 2), -1, dtype=np.int16)
+    kp[0, 2], kp[0, 5], kp[0, 8], kp[0, 11] = (10, 10), (10, 30), (50, 10), (50, 30)  # torso 40 px long
+    kp[0, 4] = (30, 0)                                                                 # a wrist
+    n = normalize_poses(kp)
+    np.testing.assert_allclose(n[0, 2], [-0.5, -0.25])
+    np.testing.assert_allclose(n[0, 4], [0.0, -0.5])
+    assert np.isnan(n[0, 0]).all()
+    moved = kp.copy()
+    present = moved[..., 0] >= 0
+    moved[present] = moved[present] * 2 + 7                                           # scale + shift
+    d = pose_distance_matrix(normalize_poses(np.concatenate([kp, moved])))
+    np.testing.assert_allclose(d, 0.0, atol=1e-6)
+    other = kp.copy()
+    other[0, 4] = (30, 40)                     # the wrist 40 px = 1 torso length away; only 5 joints shared
+    d = pose_distance_matrix(normalize_poses(np.concatenate([kp, other])))
+    np.testing.assert_allclose(d[0, 1], 1.0 / 5)
+    other[0, 4] = (-1, -1)                     # a joint missing in one pose is masked out
+    d = pose_distance_matrix(normalize_poses(np.concatenate([kp, other])))
+    np.testing.assert_allclose(d[0, 1], 0.0, atol=1e-6)
+
+
+def test_uint8_mapping_and_atomic_jpeg_writer(tmp_path):
+    import torch
+    from PIL import Image
+
+    from reid_aug.synthesis.writer import JpegWriterPool, tensor_to_uint8
+
+    x = torch.tensor([-3.0, -1.0, 0.0, 1.0, 2.0]).view(1, 1, 1, 5).expand(1, 3, 1, 5)
+    u = tensor_to_uint8(x)
+    assert u.shape == (1, 1, 5, 3) and u[0, 0, :, 0].tolist() == [0, 0, 128, 255, 255]
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, size=(5, 16, 8, 3), dtype=np.uint8)
+    pool = JpegWriterPool(workers=2, quality=90, max_pending=2)
+    for i, im in enumerate(imgs):
+        pool.submit(tmp_path / f"{i}.jpg", im)
+    recs = pool.close()
+    assert sorted(recs) == [f"{i}.jpg" for i in range(5)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(recs)               # no temp files left
+    assert Image.open(tmp_path / "0.jpg").size == (8, 16)
+
+
+# --------------------------------------------------------------------------- clear errors
+def test_clear_errors(reference, tmp_path, generator_ckpt, tiny_synthetic):
+    import torch
+
+    from reid_aug.errors import CheckpointError, DatasetError
+    from reid_aug.synthesis.synthesize import SynthesisError
+
+    out_ref, _ = reference
+    # the folder holds a different run
+    copy = tmp_path / "other"
+    shutil.copytree(out_ref, copy)
+    with pytest.raises(SynthesisError, match="different synthesis run.*seed"):
+        _run(generator_ckpt, copy, tiny_synthetic, seed=5)
+    # images but no descriptor
+    foreign = tmp_path / "foreign" / "bounding_box_train"
+    foreign.mkdir(parents=True)
+    (foreign / "0001_c1s1_000001_01.jpg").write_bytes(b"x")
+    with pytest.raises(SynthesisError, match="unknown run"):
+        _run(generator_ckpt, foreign.parent, tiny_synthetic)
+    # not a PG² checkpoint
+    bogus = tmp_path / "resnet.pt"
+    torch.save({"conv1.weight": torch.zeros(1)}, bogus)
+    with pytest.raises(CheckpointError, match="not a reid-aug PG"):
+        _run(bogus, tmp_path / "o1", tiny_synthetic)
+    # trained at another resolution
+    small = _write_generator(tmp_path / "small.pt", image_size=(64, 32))
+    with pytest.raises(CheckpointError, match="trained at 64x32"):
+        _run(small, tmp_path / "o2", tiny_synthetic)
+    # a dataset whose annotations have no torso
+    ds = tmp_path / "noposes"
+    shutil.copytree(tiny_synthetic, ds, ignore=shutil.ignore_patterns("*.png"))
+    for csv in (ds / "annotations").glob("*annotation-*.csv"):
+        lines = csv.read_text().splitlines()
+        out = [lines[0]]
+        for line in lines[1:]:
+            name, ys, xs = line.split(":")
+            y = [v.strip() for v in ys.strip(" []").split(",")]
+            x = [v.strip() for v in xs.strip(" []").split(",")]
+            for j in (2, 5, 8, 11):
+                y[j] = x[j] = "-1"
+            out.append(f"{name}: [{', '.join(y)}]: [{', '.join(x)}]")
+        csv.write_text("\n".join(out) + "\n")
+    with pytest.raises(DatasetError, match="no valid training pose"):
+        _run(generator_ckpt, tmp_path / "o3", ds)
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()

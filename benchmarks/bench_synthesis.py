@@ -100,10 +100,14 @@ def main() -> None:
                     help="only the first N identities (default: all, or fewer when the run would exceed --budget-s)")
     ap.add_argument("--budget-s", type=float, default=300.0, help="cap on the projected end-to-end time")
     ap.add_argument("--section", default=None, help="results section title (default from the device)")
+    ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
     ap.add_argument("--no-write", action="store_true", help="print only")
     args = ap.parse_args()
 
     import torch
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
 
     from reid_aug.synthesis.synthesize import SynthesisOptions, synthesize
 
@@ -117,7 +121,7 @@ def main() -> None:
         ref_rate = generator_only_rate(ckpt, args.device, batch, n_batches=20 if cuda else 3)
         full_ids = 745 if args.dataset == "market" else None
         max_ids = args.max_identities
-        subset_note = ""
+        subset_note = f"subset: the first {max_ids} identities (--max-identities)" if max_ids else ""
         if max_ids is None and full_ids is not None:
             projected = full_ids * args.k / ref_rate
             if projected > args.budget_s:

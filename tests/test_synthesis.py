@@ -305,21 +305,24 @@ def test_diverse_gives_more_pose_diversity_than_random(index):
 
     bank = PoseBank.from_index(index)
     pids = sorted(set(bank.pids.tolist()))
-    means = {}
-    for strategy in ("random", "diverse"):
-        per_seed = []
-        for seed in range(3):
-            a = assign_target_poses(bank, pids, 4, strategy, seed=seed)
-            div = pose_diversity_per_identity({p: bank.keypoints[a.targets[p]] for p in pids})
-            per_seed.append(np.mean(list(div.values())))
-        means[strategy] = per_seed
-    assert all(d > r for d, r in zip(means["diverse"], means["random"])), means
-    a = assign_target_poses(bank, pids, 4, "diverse", seed=0)
-    b = assign_target_poses(bank, pids, 4, "diverse", seed=0)
+    for k in (K, K + 1):
+        means = {}
+        for strategy in ("random", "diverse"):
+            per_seed = []
+            for seed in range(3):
+                a = assign_target_poses(bank, pids, k, strategy, seed=seed)
+                div = pose_diversity_per_identity({p: bank.keypoints[a.targets[p]] for p in pids})
+                per_seed.append(np.mean(list(div.values())))
+            means[strategy] = float(np.mean(per_seed))
+        assert means["diverse"] > means["random"], (k, means)
+    a = assign_target_poses(bank, pids, K, "diverse", seed=0)
+    b = assign_target_poses(bank, pids, K, "diverse", seed=0)
     assert np.array_equal(a.labels, b.labels) and all(np.array_equal(a.targets[p], b.targets[p]) for p in pids)
     for p in pids:
-        assert len(set(a.clusters[p].tolist())) == 4                       # K different clusters
+        assert len(set(a.clusters[p].tolist())) == K                       # K different clusters
+        assert (a.labels[a.targets[p]] == a.clusters[p]).all()
         assert (bank.pids[a.targets[p]] != p).all()
+        assert len(set(a.targets[p].tolist())) == K
 
 
 def test_pose_normalisation_and_masked_distance_known_answers():

@@ -300,7 +300,7 @@ class StageModules:
 
 
 def _as_floats(terms: dict[str, torch.Tensor]) -> dict[str, float]:
-    return {k: float(v) for k, v in terms.items()}
+    return {k: float(v.detach()) for k, v in terms.items()}
 
 
 def train_step(stage: str, batch: dict, cfg: PG2Config, mods: StageModules, autocast=contextlib.nullcontext,

@@ -103,10 +103,14 @@ class PosePairDataset(Dataset):
     With ``flip=True`` each item is mirrored with probability 0.5 (``torch.rand``, so DataLoader
     worker seeding applies), consistently for both images, both poses and the mask.
     Images of another size are resized to ``size`` and their keypoints rescaled.
+
+    ``with_maps=False`` leaves out ``src_pose``, ``tgt_pose`` and ``tgt_mask``: a training loop then
+    calls :func:`add_pose_maps` on the collated batch (on its device), which computes them for the
+    whole batch at once -- several times cheaper than per item (see benchmarks/results/posemaps.md).
     """
 
     def __init__(self, index, pairs: pd.DataFrame, flip: bool = False, pose_mode: str = "pg2",
-                 size: Sequence[int] = (128, 64)):
+                 size: Sequence[int] = (128, 64), with_maps: bool = True):
         self._images = _IndexedImages(index, size, pose_mode)
         if not {"from", "to"} <= set(pairs.columns):
             raise ValueError(f"pairs must have columns 'from' and 'to', got {list(pairs.columns)}")
@@ -115,6 +119,7 @@ class PosePairDataset(Dataset):
         self.flip = flip
         self.pose_mode = pose_mode
         self.size = self._images.size
+        self.with_maps = with_maps
 
     def __len__(self) -> int:
         return len(self.src_names)
@@ -127,13 +132,28 @@ class PosePairDataset(Dataset):
             src_img, tgt_img = flip_images(src_img), flip_images(tgt_img)
             src_kp, tgt_kp = flip_keypoints(src_kp, self.size[1]), flip_keypoints(tgt_kp, self.size[1])
         kps = torch.from_numpy(np.stack([src_kp, tgt_kp]))
-        poses = pose_heatmaps(kps, self.size, mode=self.pose_mode)
-        return {
-            "src_img": src_img, "src_pose": poses[0], "src_kp": kps[0],
-            "tgt_img": tgt_img, "tgt_pose": poses[1], "tgt_kp": kps[1],
-            "tgt_mask": pose_masks(kps[1], self.size),
-            "src_name": self.src_names[i], "tgt_name": self.tgt_names[i], "flipped": flipped,
-        }
+        item = {"src_img": src_img, "src_kp": kps[0], "tgt_img": tgt_img, "tgt_kp": kps[1],
+                "src_name": self.src_names[i], "tgt_name": self.tgt_names[i], "flipped": flipped}
+        if self.with_maps:
+            poses = pose_heatmaps(kps, self.size, mode=self.pose_mode)
+            item.update(src_pose=poses[0], tgt_pose=poses[1], tgt_mask=pose_masks(kps[1], self.size))
+        return item
+
+
+def add_pose_maps(batch: dict, pose_mode: str = "pg2", size: Sequence[int] | None = None) -> dict:
+    """Fill ``src_pose``, ``tgt_pose`` ``(B,18,H,W)`` and ``tgt_mask`` ``(B,1,H,W)`` of a collated batch
+    from its ``src_kp``/``tgt_kp`` ``(B,18,2)``, batched, on the keypoints' device. Returns ``batch``.
+
+    ``size`` defaults to the size of ``batch["src_img"]``. Gives exactly what a ``with_maps=True``
+    dataset would have returned.
+    """
+    if size is None:
+        size = tuple(batch["src_img"].shape[-2:])
+    kps = torch.stack([batch["src_kp"], batch["tgt_kp"]])                # (2, B, 18, 2)
+    poses = pose_heatmaps(kps, size, mode=pose_mode)
+    batch["src_pose"], batch["tgt_pose"] = poses[0], poses[1]
+    batch["tgt_mask"] = pose_masks(batch["tgt_kp"], size)
+    return batch
 
 
 class PoseImageDataset(Dataset):

@@ -188,7 +188,8 @@ def pose_masks(kps, size: Sequence[int] = (128, 64), radius: float = 4, closing:
     This is Deformable GAN's ``produce_ma_mask`` (``skimage.draw.polygon`` rectangles + ``disk``
     + ``dilation``/``erosion`` with ``square(5)``) except for pixels lying exactly on a
     rectangle's edge, which skimage's float polygon test counts either way depending on rounding
-    of the vertices; the tests measure the agreement on real annotations. Rasterised per row as
+    of the vertices: on 100 real Market-1501 skeletons 99.997 % of pixels agree, 92 % of the masks
+    are identical and the worst differs by 8 of ~2,400 pixels (tests/test_pose.py). Rasterised per row as
     column spans (exact integer arithmetic), painted with a difference array: a few small tensor
     ops per batch.
     """

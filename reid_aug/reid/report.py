@@ -129,6 +129,20 @@ def _metric(rec: dict | None, key: str, rerank: bool) -> float | None:
     return None if src is None else src.get(key)
 
 
+def _short(text: str) -> str:
+    """Table cell: a value, or just "n/a" (the reason goes under the table)."""
+    return "n/a" if text.startswith("n/a") else text
+
+
+def generator_notes(gen: dict) -> str:
+    """One line per distinct n/a reason, e.g. ``IS, mask-IS: n/a (no Inception weights)``."""
+    by_reason: dict[str, list[str]] = {}
+    for k, lab in GENERATOR_METRICS:
+        if gen[k].startswith("n/a"):
+            by_reason.setdefault(gen[k], []).append(lab)
+    return " ".join(f"{', '.join(labs)}: {reason}." for reason, labs in by_reason.items())
+
+
 def results_table(runs: dict, seeds: Sequence[int], gen: dict, rerank: bool) -> str:
     """The single markdown table (values in %)."""
     header = [""] + [f"{lab} s{s}" for s in seeds for _, lab in METRICS] + \
@@ -142,7 +156,7 @@ def results_table(runs: dict, seeds: Sequence[int], gen: dict, rerank: bool) -> 
             cells = [_pct(_metric(per_seed[s], k, rr)) for s in seeds for k, _ in METRICS]
             cells += [_mean_std([_metric(per_seed[s], k, rr) for s in seeds]) for k, _ in METRICS]
             rows[variant] = per_seed
-            gen_cells = [gen[k] if variant == "augmented" else "" for k, _ in GENERATOR_METRICS]
+            gen_cells = [_short(gen[k]) if variant == "augmented" else "" for k, _ in GENERATOR_METRICS]
             lines.append("| " + " | ".join([variant + suffix] + cells + gen_cells) + " |")
         cells, deltas = [], {}
         for k, _ in METRICS:
@@ -230,7 +244,7 @@ def write_report(out_dir: str | Path, results: dict, seeds: Sequence[int], gener
         "# Re-ID benchmark: baseline vs augmented",
         "",
         f"torchreid `{model.get('name')}` ({'ImageNet-initialised' if model.get('pretrained') else 'from scratch'}) "
-        f"at {data.get('height')}x{data.get('width')}, {train.get('epochs')} epochs, batch {train.get('batch_size')}, "
+        f"at {data.get('height')}x{data.get('width')}, {train.get('epochs')} epoch(s), batch {train.get('batch_size')}, "
         f"synthetic labels `{train.get('labels')}`; dataset `{setup.get('dataset')}`.",
         f"Train: {info.get('num_train_pids', '?')} identities, {info.get('n_real', '?')} real images ({subsample})"
         + (f" + {info.get('n_synthetic')} synthetic images from `{setup.get('augmented_dir')}` under their source pid"
@@ -243,6 +257,7 @@ def write_report(out_dir: str | Path, results: dict, seeds: Sequence[int], gener
         "",
         results_table(runs, seeds, gen, rerank),
         "",
+        *([generator_notes(gen), ""] if generator_notes(gen) else []),
         "![rank-1 and mAP, baseline vs augmented](bars.png)",
         "",
         f"mAP definition: {MAP_DEFINITION}. CMC/mAP computed by `reid_aug.reid.ranking.evaluate_rank`, equal to "
@@ -255,7 +270,7 @@ def write_report(out_dir: str | Path, results: dict, seeds: Sequence[int], gener
     for key in sorted(runs, key=lambda k: (runs[k]["seed"], runs[k]["variant"] != "baseline")):
         r = runs[key]
         lines.append(f"- `{key}`: wall {r['wall_s'] / 60:.1f} min (train {r['train_s'] / 60:.1f}, eval "
-                     f"{r['eval_s'] / 60:.1f}), {r['epochs']} epochs, final loss {r.get('final_loss') or float('nan'):.3f}, "
+                     f"{r['eval_s'] / 60:.1f}), {r['epochs']} epoch(s), final loss {r.get('final_loss') or float('nan'):.3f}, "
                      f"{r['n_train_real']} real + {r['n_train_synthetic']} synthetic train images, "
                      f"init: {'ImageNet ' + str(r['init'].get('path')) if r.get('init', {}).get('pretrained') else 'random'}")
     missing = [f"{v}_seed{s}" for s in seeds for v in ("baseline", "augmented") if f"{v}_seed{s}" not in runs]

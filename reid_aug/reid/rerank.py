@@ -131,7 +131,7 @@ def _finish(knn, rows, cols, odist_vals, orig_qg, num_q: int, k2: int, lambda_va
     log.debug("re-ranking: V has %d non-zeros (%.1f per row)", V.nnz, V.nnz / n)
     for s in range(0, num_q, chunk):
         q_rows = np.arange(s, min(s + chunk, num_q))
-        jac = _jaccard_rows(V, q_rows, num_q)
+        jac = _jaccard_rows(V, q_rows, num_q).numpy()
         orig_qg[s:s + len(q_rows)] = jac * (1 - lambda_value) + orig_qg[s:s + len(q_rows)] * lambda_value
     return orig_qg
 

@@ -345,26 +345,66 @@ def read_descriptor(out_dir: str | Path) -> dict | None:
     return desc
 
 
+def _create_exclusive(path: Path, text: str) -> bool:
+    """Write ``path`` atomically only if it does not exist yet (first of several shards wins). True if written."""
+    import tempfile
+
+    fd, staged = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(staged, path)               # atomic create-if-absent
+            return True
+        except FileExistsError:
+            return False
+        except OSError:                         # a file system without hard links
+            if path.exists():
+                return False
+            os.replace(staged, path)
+            return True
+    finally:
+        if os.path.exists(staged):
+            os.unlink(staged)
+
+
+_DERIVED_KEYS = ("plan_sha256", "n_images", "n_identities", "n_clusters")
+
+
+def _check_same_run(out_dir: Path, old: dict, desc: dict) -> dict:
+    diffs = [k for k in sorted(set(old["run"]) | set(desc["run"])) if old["run"].get(k) != desc["run"].get(k)]
+    primary = [k for k in diffs if k not in _DERIVED_KEYS]
+    diffs = primary or diffs                    # name the cause (K, seed, ...), not its consequences
+    if diffs:
+        detail = "; ".join(f"{k}: {old['run'].get(k)!r} there, {desc['run'].get(k)!r} now" for k in diffs)
+        raise SynthesisError(f"{out_dir} holds a different synthesis run ({detail}); choose another --out, or "
+                             f"delete {out_dir} to start over")
+    return old
+
+
 def _prepare_out_dir(out_dir: Path, desc: dict) -> dict:
-    """Check that ``out_dir`` is empty or holds this same run; write the descriptor. Returns the one in force."""
+    """Check that ``out_dir`` is empty or holds this same run; write the descriptor. Returns the one in force
+    (an existing descriptor's ``layout`` wins, so restarts and shards cut the plan the same way)."""
     old = read_descriptor(out_dir)
     if old is not None:
-        diffs = [k for k in sorted(set(old["run"]) | set(desc["run"])) if old["run"].get(k) != desc["run"].get(k)]
-        if diffs:
-            detail = "; ".join(f"{k}: {old['run'].get(k)!r} there, {desc['run'].get(k)!r} now" for k in diffs)
-            raise SynthesisError(f"{out_dir} holds a different synthesis run ({detail}); choose another --out, or "
-                                 f"delete {out_dir} to start over")
-        return old
+        return _check_same_run(out_dir, old, desc)
     img_dir = out_dir / IMAGE_DIR
     stray = []
     if img_dir.is_dir():
         stray = [e.name for e in os.scandir(img_dir) if not e.name.startswith(".")][:3]
     stray += [p.name for p in out_dir.glob("manifest*.csv")][:3] if out_dir.is_dir() else []
     if stray:
+        old = read_descriptor(out_dir)          # another shard may have just started this very run
+        if old is not None:
+            return _check_same_run(out_dir, old, desc)
         raise SynthesisError(f"{out_dir} holds files of an unknown run ({', '.join(stray)}, ...) but no "
                              f"{DESCRIPTOR}; choose another --out, or delete those files")
-    atomic_write_text(out_dir / DESCRIPTOR, json.dumps(desc, indent=2) + "\n")
-    return desc
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if _create_exclusive(out_dir / DESCRIPTOR, json.dumps(desc, indent=2) + "\n"):
+        return desc
+    return _check_same_run(out_dir, read_descriptor(out_dir), desc)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -533,8 +573,9 @@ def synthesize(opts: SynthesisOptions, on_batch=None) -> dict:
                               f"dataset's resolution")
 
     out_dir = Path(opts.out_dir)
-    desc = _prepare_out_dir(out_dir, _descriptor(opts, plan, gen, stage, root,
-                                                 max(1, opts.batch_size // opts.poses_per_id)))
+    # Blocks of identities: as many as fit a batch, but at least ~32 blocks so shards stay balanced.
+    block_ids = max(1, min(opts.batch_size // opts.poses_per_id, -(-len(plan.identities) // 32)))
+    desc = _prepare_out_dir(out_dir, _descriptor(opts, plan, gen, stage, root, block_ids))
     block_ids = int(desc["layout"]["block_identities"])
     img_dir = out_dir / IMAGE_DIR
     img_dir.mkdir(parents=True, exist_ok=True)

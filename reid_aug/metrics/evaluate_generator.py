@@ -1,0 +1,379 @@
+"""``reid-aug evaluate-generator``: SSIM, mask-SSIM, IS, mask-IS, L1 (and identity retrieval) on the test pairs.
+
+For every test pair ``(from, to)`` the generator turns the source image and the target's pose maps into an image,
+which is scored against the real target. Three rows, computed the same way in the same pass:
+
+- ``model``: the generated image;
+- ``real_vs_real``: the real target scored against itself (SSIM 1; its IS is the real-image IS);
+- ``copy_source``: the source image used as the output, the floor every model must beat
+  (on Market-1501 with the ``defgan`` protocol its SSIM is about 0.15).
+
+uint8 conversion, as the published evaluation code: generated ``clip((x + 1) / 2 * 255, 0, 255)`` then truncated
+(``astype(np.uint8)``, Deformable GAN's ``deprocess_image`` / PATN's ``tensor2im``; the clip as PG²'s
+``denorm_img``, since G1's output is linear). Real images keep their exact decoded JPEG values.
+SSIM: :mod:`reid_aug.metrics.ssim` (both protocols are recorded; ``ssim`` / ``mask_ssim`` hold the chosen one).
+mask-SSIM / mask-IS: both images multiplied by the target's pose mask (:func:`reid_aug.pose.pose_masks`).
+L1: PATN's ``l1_score``, mean ``|a - b|`` on the [-1, 1] scale of the uint8 images.
+Identity retrieval (with ``reid_model``): the share of queries whose nearest real gallery image, by that Re-ID
+model's features, has the source identity; the pair's own two images are left out of the gallery so that copying
+the source does not win trivially.
+
+Outputs in ``RUN/eval/``: ``metrics.json`` (records of every evaluated stage/protocol; the default stage's
+``defgan`` evaluation first), ``metrics.csv`` (one row per record), ``per_pair.csv`` (model row, last evaluation),
+``samples.png`` (source | target pose | generated | target for 8 pairs). A killed evaluation resumes from
+``eval/partial-*.pt`` (written every ``RESUME_EVERY`` batches).
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reid_aug.metrics import MetricsError
+from reid_aug.metrics.inception_score import InceptionScorer
+from reid_aug.metrics.ssim import PROTOCOLS, get_protocol, l1_pm1, real_to_uint8, ssim, to_uint8
+from reid_aug.utils.io import atomic_path, atomic_torch_save, atomic_write_bytes, atomic_write_text, sha256_lines
+
+log = logging.getLogger(__name__)
+
+ROWS = ("model", "real_vs_real", "copy_source")
+ROW_DESCRIPTIONS = {
+    "model": "generated image vs real target",
+    "real_vs_real": "real target vs itself (SSIM ceiling; IS of real targets)",
+    "copy_source": "source image used as the output (floor)",
+}
+UINT8_CONVERSION = ("generated: clip((x+1)/2*255, 0, 255) then truncate (astype uint8), as Deformable GAN / PATN "
+                    "(clip as PG2); real: exact decoded JPEG values")
+N_SAMPLES = 8
+RESUME_EVERY = 20  # batches between partial-state saves
+CSV_COLUMNS = ("row", "stage", "protocol", "ssim", "mask_ssim", "ssim_defgan", "ssim_pg2", "mask_ssim_defgan",
+               "mask_ssim_pg2", "is_mean", "is_std", "mask_is_mean", "mask_is_std", "l1", "id_retrieval", "n_pairs",
+               "pairs_source", "pairs_sha256", "checkpoint_sha256", "checkpoint_step", "notes")
+
+
+# --------------------------------------------------------------------------- inputs
+def _dataset_spec_of_run(run_dir: Path, gen) -> str:
+    """The dataset the run trained on: ``config.yaml`` (a ``dataset`` key), the checkpoint, or ``run.json``."""
+    import yaml
+
+    candidates: list[str] = []
+    cfg_file = run_dir / "config.yaml"
+    if cfg_file.is_file():
+        data = yaml.safe_load(cfg_file.read_text()) or {}
+        ds = data.get("dataset") if isinstance(data, dict) else None
+        if isinstance(ds, str):
+            candidates.append(ds)
+        elif isinstance(ds, dict):
+            candidates += [str(ds[k]) for k in ("root", "spec") if ds.get(k)]
+    info = getattr(gen, "dataset", None) or {}
+    candidates += [str(info[k]) for k in ("root", "spec") if info.get(k)]
+    run_json = run_dir / "run.json"
+    if run_json.is_file():
+        try:
+            data = json.loads(run_json.read_text())
+            candidates += [str(v) for v in ((data.get("data") or {}).get("root"), data.get("dataset")) if v]
+        except json.JSONDecodeError:
+            pass
+    for c in candidates:
+        if c in ("market", "synthetic") or Path(c).is_dir():
+            return c
+    raise MetricsError(f"cannot tell which dataset {run_dir} was trained on (tried {candidates or 'nothing'}); "
+                       f"pass --dataset market|synthetic|PATH")
+
+
+def _default_device(device) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _pose_image(pose: torch.Tensor, mode: str) -> torch.Tensor:
+    """(B, 18, H, W) pose maps -> uint8 (B, 3, H, W): each joint in its own colour on black."""
+    import colorsys
+
+    k = pose.shape[1]
+    colours = torch.tensor([colorsys.hsv_to_rgb(i / k, 1.0, 1.0) for i in range(k)], dtype=torch.float32)
+    strength = ((pose + 1) / 2 if mode == "pg2" else pose).clamp(0, 1)
+    img = (strength[:, :, None] * colours[None, :, :, None, None]).amax(1)
+    return (img * 255 + 0.5).to(torch.uint8)
+
+
+def _sample_grid(src: torch.Tensor, pose_img: torch.Tensor, gen: torch.Tensor, tgt: torch.Tensor) -> bytes:
+    """PNG of rows ``source | target pose | generated | target`` (uint8 (B, 3, H, W) each)."""
+    from PIL import Image
+
+    grid = torch.cat([src, pose_img, gen, tgt], dim=3)  # (B, 3, H, 4W)
+    grid = torch.cat(list(grid), dim=1).permute(1, 2, 0).contiguous().numpy()
+    buf = io.BytesIO()
+    Image.fromarray(grid).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- identity retrieval
+class _IdentityRetrieval:
+    """Nearest real gallery image by a Re-ID model's features; correct if it has the source identity."""
+
+    def __init__(self, reid_model: Path, index, device: torch.device, batch_size: int):
+        from reid_aug.reid.benchmark import extract_features, load_reid_model
+        from reid_aug.reid.data import test_transform
+
+        self.model, self.cfg = load_reid_model(reid_model, device)
+        self.device = device
+        self.height, self.width = self.cfg.data.height, self.cfg.data.width
+        self.transform = test_transform(self.height, self.width)
+        gallery = index.split("gallery")
+        gallery = gallery[gallery["kind"] != "junk"]
+        self.g_names = gallery["name"].tolist()
+        self.g_pids = torch.as_tensor(gallery["pid"].to_numpy(), dtype=torch.long)
+        self.g_pos = {n: i for i, n in enumerate(self.g_names)}
+        self.g_feats = extract_features(self.model, gallery["path"].tolist(), self.height, self.width,
+                                        batch_size=batch_size, desc="gallery features", device=device)
+        from reid_aug.utils.io import sha256_file
+
+        self.sha256 = sha256_file(reid_model)
+        self.path = str(reid_model)
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, H, W) -> (B, D) through torchreid's test transform (PIL resize, ImageNet normalisation)."""
+        from PIL import Image
+
+        batch = torch.stack([self.transform(Image.fromarray(im.permute(1, 2, 0).numpy())) for im in images.cpu()])
+        return self.model(batch.to(self.device)).float().cpu()
+
+    def correct(self, feats: torch.Tensor, src_names, tgt_names, src_pids: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: nearest gallery image (the pair's own two images excluded) has the source pid."""
+        e = self.cfg.eval
+        q, g = feats, self.g_feats
+        if e.normalize_feature or e.dist_metric == "cosine":
+            q, g = torch.nn.functional.normalize(q, dim=1), torch.nn.functional.normalize(g, dim=1)
+        dist = -q @ g.T if e.dist_metric == "cosine" else torch.cdist(q, g)
+        for i, (s, t) in enumerate(zip(src_names, tgt_names)):
+            for name in (s, t):
+                j = self.g_pos.get(name)
+                if j is not None:
+                    dist[i, j] = math.inf
+        return self.g_pids[dist.argmin(1)] == src_pids
+
+
+# --------------------------------------------------------------------------- the evaluation
+def evaluate_generator(run_dir, dataset=None, pairs_csv=None, inception_weights=None, protocol="defgan", stage=None,
+                       reid_model=None, batch_size=64, limit=None, device=None, workers: int = 2) -> list[dict]:
+    """Evaluate the generator of ``run_dir`` on the test pairs; write ``run_dir/eval/*``; return the records.
+
+    dataset: market | synthetic | PATH (default: the one the run trained on). pairs_csv: a ``from,to`` file
+    (default: the dataset's ``*pairs-test.csv``, else seeded sampling). inception_weights: the TF-2015 Inception
+    file (default: the torch hub cache; absent -> IS fields null with the reason). protocol: ``defgan`` | ``pg2``
+    (the value shown as ``ssim``; both are recorded). stage: ``g1`` | ``g2`` (default: the last trained).
+    reid_model: a model saved by ``reid-aug benchmark`` for the identity-retrieval score. limit: first N pairs.
+    Returns one record per row (``model``, ``real_vs_real``, ``copy_source``).
+    """
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from reid_aug.dataset.market import load_dataset
+    from reid_aug.generator.inference import load_generator
+    from reid_aug.pairs import PosePairDataset, test_pairs
+
+    run_dir = Path(run_dir)
+    proto = get_protocol(protocol)
+    dev = _default_device(device)
+    # Fail on bad inputs before any work: weights file, generator, stage, dataset, pairs.
+    scorer = InceptionScorer(inception_weights, device=dev, batch_size=batch_size)
+    gen = load_generator(run_dir, device=dev)
+    stage = stage or gen.stages[-1]
+    if stage not in gen.stages:
+        raise MetricsError(f"{gen.path} has no trained {stage!r} stage (trained: {', '.join(gen.stages)})")
+    spec = dataset if dataset is not None else _dataset_spec_of_run(run_dir, gen)
+    index = load_dataset(spec)
+    pairs, pinfo = test_pairs(index, pairs_csv=pairs_csv)
+    n_total = len(pairs)
+    if limit is not None:
+        pairs = pairs.iloc[: int(limit)].reset_index(drop=True)
+    if len(pairs) == 0:
+        raise MetricsError(f"no test pairs to evaluate ({pinfo['source']})")
+    pairs_sha = sha256_lines(f"{a},{b}" for a, b in zip(pairs["from"], pairs["to"]))
+    retrieval = _IdentityRetrieval(Path(reid_model), index, dev, batch_size) if reid_model is not None else None
+
+    eval_dir = run_dir / "eval"
+    key = sha256_lines([gen.sha256, stage, pairs_sha, str(batch_size), str(scorer.weights_path),
+                        str(reid_model)])[:16]
+    partial_file = eval_dir / f"partial-{key}.pt"
+    scorers = {f"{row}/{kind}": scorer.fork() for row in ROWS for kind in ("plain", "mask")}
+    per_pair: dict[str, list[torch.Tensor]] = {}
+    done_batches, samples = 0, None
+    if partial_file.is_file():
+        state = torch.load(partial_file, map_location="cpu", weights_only=True)
+        done_batches = int(state["batches"])
+        per_pair = {k: [v] for k, v in state["per_pair"].items()}
+        for name, logits in state["logits"].items():
+            scorers[name].load_logits(logits)
+        samples = state.get("samples")
+        log.info("resuming the evaluation from %s (%d batches done)", partial_file, done_batches)
+
+    data = PosePairDataset(index, pairs, flip=False, pose_mode=gen.pose_mode, size=gen.image_size)
+    n_batches = math.ceil(len(data) / batch_size)
+    start_item = done_batches * batch_size
+    subset = torch.utils.data.Subset(data, range(start_item, len(data)))
+    loader = DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                        pin_memory=dev.type == "cuda")
+    t0 = time.monotonic()
+    bar = tqdm(loader, total=n_batches, initial=done_batches, desc=f"evaluate {stage}", unit="batch", disable=None)
+    for b_idx, batch in enumerate(bar, start=done_batches):
+        fake = to_uint8(gen.generate(batch["src_img"].to(dev), batch["tgt_pose"].to(dev), stage=stage)).cpu()
+        real = real_to_uint8(batch["tgt_img"])
+        src = real_to_uint8(batch["src_img"])
+        mask = batch["tgt_mask"]
+        outputs = {"model": fake, "real_vs_real": real, "copy_source": src}
+        cols: dict[str, torch.Tensor] = {}
+        for row, out in outputs.items():
+            for name in PROTOCOLS:
+                cols[f"{row}/ssim_{name}"] = ssim(out, real, name).cpu()
+                cols[f"{row}/mask_ssim_{name}"] = ssim(out, real, name, mask=mask).cpu()
+            cols[f"{row}/l1"] = l1_pm1(out, real).cpu()
+            scorers[f"{row}/plain"].add(out)
+            scorers[f"{row}/mask"].add(out * mask.to(torch.uint8))
+            if retrieval is not None:
+                src_pids = torch.as_tensor([_pid(index, n) for n in batch["src_name"]])
+                ok = retrieval.correct(retrieval.features(out), batch["src_name"], batch["tgt_name"], src_pids)
+                cols[f"{row}/id_retrieval"] = ok.to(torch.float64)
+        for k, v in cols.items():
+            per_pair.setdefault(k, []).append(v)
+        if samples is None:
+            k = min(N_SAMPLES, fake.shape[0])
+            samples = {"src": src[:k], "pose": _pose_image(batch["tgt_pose"][:k].float(), gen.pose_mode),
+                       "gen": fake[:k], "tgt": real[:k]}
+        bar.set_postfix(ssim=f"{torch.cat(per_pair[f'model/ssim_{proto.name}']).mean():.4f}")
+        if (b_idx + 1) % RESUME_EVERY == 0 and b_idx + 1 < n_batches:
+            atomic_torch_save({"batches": b_idx + 1, "per_pair": {k: torch.cat(v) for k, v in per_pair.items()},
+                               "logits": {n: s.logits() for n, s in scorers.items()}, "samples": samples},
+                              partial_file)
+    bar.close()
+    seconds = time.monotonic() - t0
+    per_pair_t = {k: torch.cat(v) for k, v in per_pair.items()}
+
+    common = {
+        "stage": stage, "protocol": proto.name, "ssim_reference": proto.reference, "n_pairs": int(len(pairs)),
+        "n_pairs_total": int(n_total), "pairs_source": pinfo["source"], "pairs_seed": pinfo.get("seed"),
+        "pairs_sha256": pairs_sha, "pairs_file_sha256": pinfo["sha256"], "limit": limit,
+        "checkpoint": str(gen.path), "checkpoint_sha256": gen.sha256, "checkpoint_step": int(gen.step),
+        "dataset": str(index.image_root), "image_size": list(gen.image_size), "uint8_conversion": UINT8_CONVERSION,
+        "inception_weights": str(scorer.weights_path) if scorer.weights_path else None,
+        "reid_model": retrieval.path if retrieval else None, "reid_model_sha256": retrieval.sha256 if retrieval else None,
+        "device": str(dev), "seconds": round(seconds, 1), "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    records = []
+    for row in ROWS:
+        mean = {k.split("/", 1)[1]: float(v.mean()) for k, v in per_pair_t.items() if k.startswith(row + "/")}
+        is_plain = scorers[f"{row}/plain"].score()
+        is_mask = scorers[f"{row}/mask"].score()
+        records.append({
+            "row": row, "description": ROW_DESCRIPTIONS[row],
+            "ssim": mean[f"ssim_{proto.name}"], "mask_ssim": mean[f"mask_ssim_{proto.name}"],
+            "is": is_plain, "mask_is": is_mask,
+            "ssim_by_protocol": {p: mean[f"ssim_{p}"] for p in PROTOCOLS},
+            "mask_ssim_by_protocol": {p: mean[f"mask_ssim_{p}"] for p in PROTOCOLS},
+            "l1": mean["l1"],
+            "id_retrieval": ({"mean": mean["id_retrieval"], "n": int(len(pairs))} if retrieval else
+                             {"mean": None, "reason": "n/a (no Re-ID model: pass --reid-model)"}),
+            **common,
+        })
+
+    _write_outputs(eval_dir, records, gen, per_pair_t, pairs, samples, proto.name, stage)
+    if partial_file.is_file():
+        partial_file.unlink()
+    return records
+
+
+def _pid(index, name: str) -> int:
+    lookup = index.__dict__.get("_eval_pids")
+    if lookup is None:
+        lookup = dict(zip(index.table["name"], index.table["pid"].astype(int)))
+        index.__dict__["_eval_pids"] = lookup
+    return int(lookup[name])
+
+
+# --------------------------------------------------------------------------- outputs
+def _csv_row(rec: dict) -> dict:
+    def num(v):
+        return "" if v is None else v
+
+    notes = [r for r in (rec["is"].get("reason"), rec["id_retrieval"].get("reason")) if r]
+    return {
+        "row": rec["row"], "stage": rec["stage"], "protocol": rec["protocol"], "ssim": rec["ssim"],
+        "mask_ssim": rec["mask_ssim"], "ssim_defgan": rec["ssim_by_protocol"]["defgan"],
+        "ssim_pg2": rec["ssim_by_protocol"]["pg2"], "mask_ssim_defgan": rec["mask_ssim_by_protocol"]["defgan"],
+        "mask_ssim_pg2": rec["mask_ssim_by_protocol"]["pg2"], "is_mean": num(rec["is"]["mean"]),
+        "is_std": num(rec["is"].get("std")), "mask_is_mean": num(rec["mask_is"]["mean"]),
+        "mask_is_std": num(rec["mask_is"].get("std")), "l1": rec["l1"], "id_retrieval": num(rec["id_retrieval"]["mean"]),
+        "n_pairs": rec["n_pairs"], "pairs_source": rec["pairs_source"], "pairs_sha256": rec["pairs_sha256"],
+        "checkpoint_sha256": rec["checkpoint_sha256"], "checkpoint_step": rec["checkpoint_step"],
+        "notes": "; ".join(notes),
+    }
+
+
+def _write_outputs(eval_dir: Path, records: list[dict], gen, per_pair: dict, pairs, samples: dict | None,
+                   protocol: str, stage: str) -> None:
+    import pandas as pd
+
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    json_file = eval_dir / "metrics.json"
+    old: list[dict] = []
+    if json_file.is_file():
+        try:
+            old = json.loads(json_file.read_text()).get("records", [])
+        except (json.JSONDecodeError, AttributeError):
+            log.warning("%s is unreadable; it is replaced", json_file)
+    # Keep earlier evaluations of other stages/protocols (ablation rows); this one replaces its own.
+    kept = [r for r in old if not (r.get("stage") == stage and r.get("protocol") == protocol)]
+    all_records = records + kept
+    default_stage = gen.stages[-1]
+    # The run's headline (default stage, defgan) comes first: readers take the first "ssim" they find.
+    all_records.sort(key=lambda r: (r.get("stage") != default_stage, r.get("protocol") != "defgan"))
+    doc = {"what": "reid-aug evaluate-generator records", "headline": {"stage": default_stage, "protocol": "defgan"},
+           "records": all_records}
+    atomic_write_text(json_file, json.dumps(doc, indent=2, default=str) + "\n")
+    table = pd.DataFrame([_csv_row(r) for r in all_records], columns=list(CSV_COLUMNS))
+    atomic_write_text(eval_dir / "metrics.csv", table.to_csv(index=False))
+    pp = pd.DataFrame({"from": pairs["from"], "to": pairs["to"]})
+    for k, v in per_pair.items():
+        if k.startswith("model/"):
+            pp[k.split("/", 1)[1]] = v.numpy()
+    with atomic_path(eval_dir / "per_pair.csv") as tmp:
+        pp.to_csv(tmp, index=False, float_format="%.6f")
+    if samples is not None:
+        atomic_write_bytes(eval_dir / "samples.png",
+                           _sample_grid(samples["src"], samples["pose"], samples["gen"], samples["tgt"]))
+
+
+def format_records(records: list[dict]) -> str:
+    """A text table of the records (for the CLI)."""
+    def f(v, digits=4):
+        if v is None:
+            return "n/a"
+        return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+    def is_text(d):
+        return "n/a" if d["mean"] is None else f"{d['mean']:.3f}±{d['std']:.3f}"
+
+    if not records:
+        return "no records"
+    r0 = records[0]
+    lines = [f"stage {r0['stage']}  protocol {r0['protocol']}  {r0['n_pairs']} pairs ({r0['pairs_source']}, "
+             f"sha256 {r0['pairs_sha256'][:12]})  checkpoint {r0['checkpoint_sha256'][:12]} step {r0['checkpoint_step']}",
+             f"{'row':<14}{'SSIM':>8}{'mask-SSIM':>11}{'SSIM(other)':>13}{'IS':>14}{'mask-IS':>14}{'L1':>8}{'id-ret':>8}"]
+    other = [p for p in PROTOCOLS if p != r0["protocol"]][0]
+    for r in records:
+        lines.append(f"{r['row']:<14}{f(r['ssim']):>8}{f(r['mask_ssim']):>11}"
+                     f"{f(r['ssim_by_protocol'][other]):>13}{is_text(r['is']):>14}{is_text(r['mask_is']):>14}"
+                     f"{f(r['l1']):>8}{f(r['id_retrieval']['mean'], 3):>8}")
+    reasons = sorted({d.get("reason") for r in records for d in (r["is"], r["id_retrieval"]) if d.get("reason")})
+    lines += [f"note: {x}" for x in reasons]
+    lines.append(f"SSIM(other) = {other} protocol; uint8: {UINT8_CONVERSION}")
+    return "\n".join(lines)

@@ -142,14 +142,16 @@ def main(argv=None) -> None:
         rates = measure(ops, args.min_time)
 
     ref = rates[f"load {args.batch} JPEGs (reference)"]
-    cmd = "OMP_NUM_THREADS=%s python benchmarks/bench_posemaps.py" % os.environ.get("OMP_NUM_THREADS", "<unset>")
+    cmd = "OMP_NUM_THREADS=%s python benchmarks/bench_posemaps.py %s" % (
+        os.environ.get("OMP_NUM_THREADS", "<unset>"), " ".join(sys.argv[1:] if argv is None else argv))
     cpu = platform.processor() or platform.machine()
     lines = [
         "# Pose maps and masks: speed against loading the JPEGs",
         "",
         f"- command: `{cmd}`",
         f"- machine: {os.cpu_count()}-core CPU ({cpu}), torch {torch.__version__}, "
-        f"{torch.get_num_threads()} torch thread(s); shared with other jobs, so figures vary by ~±30 %",
+        f"{torch.get_num_threads()} torch thread(s); shared with other jobs (load average "
+        f"{os.getloadavg()[0]:.1f} at the end of the run), so absolute figures vary; ratios are steadier",
         f"- images: {args.batch} from {source}, batch of {args.batch} at 128x64",
         "- ratio = batches/s of the op / batches/s of loading the same JPEGs (> 1: cheaper than loading); "
         "each figure is the best of 7 rounds interleaved with the reference",

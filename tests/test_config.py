@@ -67,3 +67,12 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
 def test_sha256_lines_depends_on_order():
     assert sha256_lines(["a,b", "c,d"]) != sha256_lines(["c,d", "a,b"])
     assert sha256_lines(["a,b"]) == sha256_lines(["a,b"])
+
+
+def test_atomic_files_get_umask_mode(tmp_path):
+    import os
+
+    atomic_write_text(tmp_path / "g.txt", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "g.txt").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -78,7 +78,7 @@ def bench_stage(cfg: PG2Config, stage: str, batch: int, iters: int, device: torc
     t = cfg.train
     gen = nets["g2"] if stage == "g2" else nets["g1"]
     nets["g1"].requires_grad_(stage != "g2")
-    opt_g = torch.optim.Adam(gen.parameters(), lr=t.lr, betas=tuple(t.betas))
+    opt_g = torch.optim.Adam(gen.parameters(), lr=t.gen_lr(stage), betas=tuple(t.betas))
     opt_d = torch.optim.Adam(nets["d"].parameters(), lr=t.d_lr, betas=tuple(t.betas))
     mods = StageModules(g1=nets["g1"], gen=gen, opt_g=opt_g, d=nets["d"], d_run=nets["d"], opt_d=opt_d)
     data = make_batch(cfg, batch, device)

@@ -325,6 +325,26 @@ def test_losing_a_race_discards_its_copy(small, monkeypatch):
     assert sorted(p.name for p in small.parent.iterdir()) == [small.name]
 
 
+def test_stale_revision(tmp_path, monkeypatch):
+    """A folder drawn by another revision of the drawing code is never taken for this one."""
+    import functools
+
+    tiny = dict(n_train_ids=2, n_test_ids=2, images_per_id=2, gallery_per_id=2)
+    monkeypatch.setattr(syn, "make_synthetic", functools.partial(make_synthetic, **tiny))
+    root = ensure_synthetic(cache_dir=tmp_path, seed=4)
+    assert root.stat().st_mode & 0o044 == 0o044          # readable by others, unlike a mkdtemp folder
+    marker = root / "synthetic.json"
+    info = json.loads(marker.read_text())
+    assert info["revision"] == syn.DRAWING_REVISION
+    info["revision"] = syn.DRAWING_REVISION - 1
+    marker.write_text(json.dumps(info))
+    with pytest.raises(syn.StaleSyntheticError, match="another revision"):
+        make_synthetic(root, seed=4, **tiny)
+    assert ensure_synthetic(cache_dir=tmp_path, seed=4) == root   # the cache is rebuilt
+    assert json.loads(marker.read_text())["revision"] == syn.DRAWING_REVISION
+    assert sorted(p.name for p in tmp_path.iterdir()) == [root.name]
+
+
 # ----------------------------------------------------------------------------- default size
 
 

@@ -52,7 +52,8 @@ def build_networks(model_cfg, which=("g1", "g2", "d")) -> dict[str, torch.nn.Mod
         nets["g1"] = G1(size, width=model_cfg.g1_width, levels=model_cfg.resolved_g1_levels(),
                         bottleneck=model_cfg.bottleneck)
     if "g2" in which:
-        nets["g2"] = G2(size, width=model_cfg.g2_width, levels=model_cfg.resolved_g2_levels())
+        nets["g2"] = G2(size, width=model_cfg.g2_width, levels=model_cfg.resolved_g2_levels(),
+                        zero_init=model_cfg.g2_zero_init)
     if "d" in which:
         nets["d"] = Discriminator(size, width=model_cfg.d_width)
     return nets

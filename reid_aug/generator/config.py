@@ -26,6 +26,8 @@ class ModelConfig:
     bottleneck: int = 64            # size of G1's fully connected code
     g2_width: int = 128
     g2_levels: int = 0              # 0 -> G1 levels - 2
+    g2_zero_init: bool = False      # zero G2's output conv so that stage II starts at G2 == G1 (short
+                                    # budgets); the official code initialises it like every other conv
     d_width: int = 64               # DCGAN discriminator widths d, 2d, 4d, 8d
 
     def resolved_g1_levels(self) -> int:
@@ -51,6 +53,7 @@ class TrainConfig:
     g1d_iters: int = 22000          # iterations of the one-stage "g1+d" ablation
     batch_size: int = 16            # global batch; each of W DDP processes takes batch_size / W
     lr: float = 2e-5                # generator(s)
+    g2_lr: float = 0.0              # G2's learning rate; 0 -> lr
     d_lr: float = 2e-5
     betas: tuple[float, float] = (0.5, 0.999)
     flip: bool = True               # left-right flip of a whole pair (images, pose maps, mask) with p = 0.5
@@ -62,6 +65,9 @@ class TrainConfig:
     n_samples: int = 8              # rows of the sample grid
     tensorboard: bool = True
     max_minutes: float = 0.0        # > 0: save and stop after this long (continue with --resume)
+
+    def gen_lr(self, stage: str) -> float:
+        return self.g2_lr if stage == "g2" and self.g2_lr > 0 else self.lr
 
     def iters(self, stage: str) -> int:
         return {"g1": self.g1_iters, "g2": self.g2_iters, "g1+d": self.g1d_iters}[stage]
@@ -131,8 +137,8 @@ def validate(cfg: PG2Config) -> None:
 
 
 # Fields that decide what is being trained: a --resume must not change them.
-IDENTITY_FIELDS = ("model", "loss", "train.stages", "train.batch_size", "train.lr", "train.d_lr", "train.betas",
-                   "train.flip", "train.seed")
+IDENTITY_FIELDS = ("model", "loss", "train.stages", "train.batch_size", "train.lr", "train.g2_lr", "train.d_lr",
+                   "train.betas", "train.flip", "train.seed")
 
 
 def config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:

@@ -28,7 +28,7 @@ class G2(nn.Module):
     """``forward(g1_img (B,3,H,W), src_img (B,3,H,W)) -> diff (B,3,H,W)``."""
 
     def __init__(self, image_size: tuple[int, int] = (128, 64), width: int = 128, levels: int | None = None,
-                 img_channels: int = 3):
+                 img_channels: int = 3, zero_init: bool = False):
         super().__init__()
         height, img_width = image_size
         self.levels = levels or num_levels(height) - 2
@@ -60,6 +60,8 @@ class G2(nn.Module):
         self.dec = nn.ModuleList(dec)
         self.out = nn.Conv2d(n, img_channels, 3, padding=1)
         init_xavier(self)
+        if zero_init:  # difference map 0 at the start: the refined image starts as G1's
+            nn.init.zeros_(self.out.weight)
 
     def forward(self, g1_img: torch.Tensor, src_img: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.stem(torch.cat([g1_img, src_img], dim=1)))

@@ -612,7 +612,7 @@ class _Trainer:
             d.requires_grad_(True)
             d.train()
             d_run = self._prepare(d, train=True)
-        opt_g = torch.optim.Adam(gen.parameters(), lr=t.lr, betas=tuple(t.betas))
+        opt_g = torch.optim.Adam(gen.parameters(), lr=t.gen_lr(stage), betas=tuple(t.betas))
         opt_d = torch.optim.Adam(d.parameters(), lr=t.d_lr, betas=tuple(t.betas)) if d is not None else None
         if self.opt_state and self.opt_state.get("stage") == stage:
             opt_g.load_state_dict(self.opt_state["g"])

@@ -51,7 +51,8 @@ ROW_DESCRIPTIONS = {
 UINT8_CONVERSION = ("generated: clip((x+1)/2*255, 0, 255) then truncate (astype uint8), as Deformable GAN / PATN "
                     "(clip as PG2); real: exact decoded JPEG values")
 N_SAMPLES = 8
-RESUME_EVERY = 20  # batches between partial-state saves
+RESUME_EVERY = 10  # batches between partial-state saves ...
+RESUME_MIN_SECONDS = 60.0  # ... and at least this long apart (the state holds the Inception logits so far)
 CSV_COLUMNS = ("row", "stage", "protocol", "ssim", "mask_ssim", "ssim_defgan", "ssim_pg2", "mask_ssim_defgan",
                "mask_ssim_pg2", "is_mean", "is_std", "mask_is_mean", "mask_is_std", "l1", "id_retrieval", "n_pairs",
                "pairs_source", "pairs_sha256", "checkpoint_sha256", "checkpoint_step", "notes")
@@ -130,7 +131,7 @@ class _IdentityRetrieval:
         gallery = index.split("gallery")
         gallery = gallery[gallery["kind"] != "junk"]
         self.g_names = gallery["name"].tolist()
-        self.g_pids = torch.as_tensor(gallery["pid"].to_numpy(), dtype=torch.long)
+        self.g_pids = torch.tensor(gallery["pid"].to_numpy(dtype=np.int64))
         self.g_pos = {n: i for i, n in enumerate(self.g_names)}
         self.g_feats = extract_features(self.model, gallery["path"].tolist(), self.height, self.width,
                                         batch_size=batch_size, desc="gallery features", device=device)
@@ -223,7 +224,7 @@ def evaluate_generator(run_dir, dataset=None, pairs_csv=None, inception_weights=
     subset = torch.utils.data.Subset(data, range(start_item, len(data)))
     loader = DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=workers,
                         pin_memory=dev.type == "cuda")
-    t0 = time.monotonic()
+    t0 = last_save = time.monotonic()
     bar = tqdm(loader, total=n_batches, initial=done_batches, desc=f"evaluate {stage}", unit="batch", disable=None)
     for b_idx, batch in enumerate(bar, start=done_batches):
         fake = to_uint8(gen.generate(batch["src_img"].to(dev), batch["tgt_pose"].to(dev), stage=stage)).cpu()
@@ -250,7 +251,9 @@ def evaluate_generator(run_dir, dataset=None, pairs_csv=None, inception_weights=
             samples = {"src": src[:k], "pose": _pose_image(batch["tgt_pose"][:k].float(), gen.pose_mode),
                        "gen": fake[:k], "tgt": real[:k]}
         bar.set_postfix(ssim=f"{torch.cat(per_pair[f'model/ssim_{proto.name}']).mean():.4f}")
-        if (b_idx + 1) % RESUME_EVERY == 0 and b_idx + 1 < n_batches:
+        if ((b_idx + 1) % RESUME_EVERY == 0 and b_idx + 1 < n_batches
+                and time.monotonic() - last_save >= RESUME_MIN_SECONDS):
+            last_save = time.monotonic()
             atomic_torch_save({"batches": b_idx + 1, "per_pair": {k: torch.cat(v) for k, v in per_pair.items()},
                                "logits": {n: s.logits() for n, s in scorers.items()}, "samples": samples},
                               partial_file)

@@ -156,7 +156,7 @@ def results_table(runs: dict, seeds: Sequence[int], gen: dict, rerank: bool) -> 
             cells = [_pct(_metric(per_seed[s], k, rr)) for s in seeds for k, _ in METRICS]
             cells += [_mean_std([_metric(per_seed[s], k, rr) for s in seeds]) for k, _ in METRICS]
             rows[variant] = per_seed
-            gen_cells = [_short(gen[k]) if variant == "augmented" else "" for k, _ in GENERATOR_METRICS]
+            gen_cells = [_short(gen[k]) if variant == "augmented" and not rr else "" for k, _ in GENERATOR_METRICS]
             lines.append("| " + " | ".join([variant + suffix] + cells + gen_cells) + " |")
         cells, deltas = [], {}
         for k, _ in METRICS:

@@ -124,15 +124,34 @@ def _jaccard_rows(V, query_rows: np.ndarray, col_start: int):
     return 1 - m / (2.0 - m)
 
 
-def _finish(knn, rows, cols, odist_vals, orig_qg, num_q: int, k2: int, lambda_value: float, chunk: int):
+def _query_groups(V, num_q: int, max_pairs: int, max_rows: int) -> list[np.ndarray]:
+    """Consecutive query rows grouped so that each group's Jaccard work (sum over its non-zeros
+    ``(i, l)`` of the non-zeros of column ``l``) stays under ``max_pairs``: memory is bounded by
+    the pairs, whatever the neighbourhood sizes of the data."""
+    col_nnz = np.diff(V.tocsc().indptr)
+    Vq = V[:num_q]
+    per_row = np.zeros(num_q, dtype=np.int64)
+    np.add.at(per_row, np.repeat(np.arange(num_q), np.diff(Vq.indptr)), col_nnz[Vq.indices])
+    groups, start, acc = [], 0, 0
+    for i, c in enumerate(per_row):
+        if i > start and (acc + c > max_pairs or i - start >= max_rows):
+            groups.append(np.arange(start, i))
+            start, acc = i, 0
+        acc += int(c)
+    groups.append(np.arange(start, num_q))
+    return groups
+
+
+def _finish(knn, rows, cols, odist_vals, orig_qg, num_q: int, k2: int, lambda_value: float, chunk: int,
+            max_pairs: int = 1_500_000):
     """Sparse V, query expansion, Jaccard, and the final mix, written into ``orig_qg`` in place."""
     n = knn.shape[0]
     V = _sparse_v(rows, cols, odist_vals, knn, n, k2)
     log.debug("re-ranking: V has %d non-zeros (%.1f per row)", V.nnz, V.nnz / n)
-    for s in range(0, num_q, chunk):
-        q_rows = np.arange(s, min(s + chunk, num_q))
+    for q_rows in _query_groups(V, num_q, max_pairs, chunk):
         jac = _jaccard_rows(V, q_rows, num_q).numpy()
-        orig_qg[s:s + len(q_rows)] = jac * (1 - lambda_value) + orig_qg[s:s + len(q_rows)] * lambda_value
+        s, e = q_rows[0], q_rows[-1] + 1
+        orig_qg[s:e] = jac * (1 - lambda_value) + orig_qg[s:e] * lambda_value
     return orig_qg
 
 
@@ -187,7 +206,7 @@ def re_ranking(q_g_dist, q_q_dist, g_g_dist, k1: int = 20, k2: int = 6, lambda_v
         block = column_block(s, min(s + chunk, n)).pow(2)
         odist_vals[sel] = block[rows[sel] - s, cols[sel]] / col_max[rows[sel]]
     orig_qg = (qg.pow(2) / col_max[:num_q, None]).numpy().copy()
-    return _finish(knn, rows, cols, odist_vals, orig_qg, num_q, k2, lambda_value, chunk=max(1, chunk // 4))
+    return _finish(knn, rows, cols, odist_vals, orig_qg, num_q, k2, lambda_value, chunk=chunk)
 
 
 # --------------------------------------------------------------------------- features API (faiss)
@@ -235,15 +254,16 @@ def re_ranking_features(qf, gf, k1: int = 20, k2: int = 6, lambda_value: float =
 
     rows, cols = _k_reciprocal_sets(knn, k1)
     odist_vals = torch.empty(len(rows), dtype=torch.float32)
-    for s in range(0, len(rows), 1 << 20):
-        r, c = rows[s:s + (1 << 20)], cols[s:s + (1 << 20)]
+    step = max(1024, (1 << 22) // d)        # gathered (step, d) float32 blocks of ~16 MB each
+    for s in range(0, len(rows), step):
+        r, c = rows[s:s + step], cols[s:s + step]
         dist = (sq[c] + sq[r] - 2 * (x[c] * x[r]).sum(1))
         odist_vals[s:s + len(r)] = dist.pow(2) / row_max[r]
     orig_qg = np.empty((num_q, n - num_q), dtype=np.float32)
     for s in range(0, num_q, chunk):
         blk = _sq_dist_rows(qf[s:s + chunk], gf)
         orig_qg[s:s + len(blk)] = (blk.pow(2) / row_max[s:s + len(blk), None]).numpy()
-    return _finish(knn, rows, cols, odist_vals, orig_qg, num_q, k2, lambda_value, chunk=max(1, chunk // 2))
+    return _finish(knn, rows, cols, odist_vals, orig_qg, num_q, k2, lambda_value, chunk=chunk)
 
 
 def peak_memory_estimate_torchreid(num_q: int, num_g: int) -> float:

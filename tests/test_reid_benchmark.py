@@ -1,0 +1,218 @@
+"""Re-ID benchmark: data lists, LSRO, weights, and a one-epoch baseline-vs-augmented run."""
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from reid_aug.errors import DatasetError, WeightsMissingError
+
+
+def _make_augmented(dataset_root, out, per_id=2):
+    """A fake `synthesize` output: copies of real train images under new Market-parsable names + manifest."""
+    from reid_aug.dataset.market import load_dataset
+
+    train = load_dataset(dataset_root).split("train")
+    img_dir = out / "bounding_box_train"
+    img_dir.mkdir(parents=True)
+    rows = []
+    for pid, grp in train.groupby("pid"):
+        for k, (_, r) in enumerate(grp.head(per_id).iterrows()):
+            name = f"{pid:04d}_c{r.camid}s9_9{k:05d}_99.jpg"
+            shutil.copy(r.path, img_dir / name)
+            rows.append(dict(file=name, pid=pid, camid=r.camid, source_image=r["name"], target_pose_image=r["name"],
+                             strategy="random", seed=0, generator_sha256="0" * 64))
+    pd.DataFrame(rows).to_csv(out / "manifest.csv", index=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def augmented(tiny_synthetic, tmp_path_factory):
+    return _make_augmented(tiny_synthetic, tmp_path_factory.mktemp("aug") / "synth")
+
+
+def test_augmented_dataset_keeps_source_pids(tiny_synthetic, augmented):
+    from reid_aug.dataset.market import load_dataset
+    from reid_aug.reid.data import (REAL_DSETID, SYNTHETIC_DSETID, TORCHREID_MARKET_PATTERN, build_datamanager,
+                                    build_splits, read_augmented)
+
+    index = load_dataset(tiny_synthetic)
+    aug = read_augmented(augmented)
+    base = build_splits(index)
+    splits = build_splits(index, aug)
+    real_pids = sorted(index.split("train").query("pid > 0")["pid"].unique())
+    # contiguous labels 0..P-1 from the real train pids, in pid order; synthetic images add no identity
+    assert splits.pid2label == {int(p): i for i, p in enumerate(real_pids)}
+    labels = {lab for _, lab, _, _ in splits.train}
+    assert labels == set(range(len(real_pids))) == {lab for _, lab, _, _ in base.train}
+    label2pid = {v: k for k, v in splits.pid2label.items()}
+    synth = [t for t in splits.train if t[3] == SYNTHETIC_DSETID]
+    assert len(synth) == len(aug) == splits.n_synthetic > 0
+    for path, lab, cam0, _ in synth:
+        # torchreid's own Market pattern on the file name gives the same identity and camera
+        pid, cam = map(int, TORCHREID_MARKET_PATTERN.search(path.rsplit("/", 1)[-1]).groups())
+        assert label2pid[lab] == pid and cam0 == cam - 1
+    assert all(t[3] == REAL_DSETID for t in splits.train[:splits.n_real])
+    assert splits.n_real == base.n_real == len(base.train)
+    # query/gallery untouched: junk out, distractors in, cameras 0-based
+    gal = index.split("gallery")
+    assert len(splits.gallery) == int((gal["pid"] != -1).sum())
+    if (gal["pid"] == 0).any():
+        assert any(pid == 0 for _, pid, _ in splits.gallery)
+    assert min(c for _, _, c in splits.query + splits.gallery) == int(index.table["camid"].min()) - 1
+    # torchreid sees one source with exactly these identities (no pid shift of the synthetic part)
+    dm = build_datamanager(splits, 64, 32, ["random_flip"], batch_size=4, workers=0)
+    assert dm.num_train_pids == len(real_pids)
+    batch = next(iter(dm.train_loader))
+    assert batch["img"].shape == (4, 3, 64, 32) and int(batch["pid"].max()) < len(real_pids)
+
+
+def test_subsample_per_identity(tiny_synthetic):
+    from reid_aug.dataset.market import load_dataset
+    from reid_aug.reid.data import build_splits
+
+    index = load_dataset(tiny_synthetic)
+    s1 = build_splits(index, train_per_id=2, subsample_seed=1)
+    s2 = build_splits(index, train_per_id=2, subsample_seed=1)
+    counts = pd.Series([lab for _, lab, _, _ in s1.train]).value_counts()
+    assert counts.max() <= 2 and len(counts) == s1.num_train_pids
+    assert s1.train == s2.train                      # deterministic for a seed
+
+
+def test_augmented_folder_errors(tiny_synthetic, augmented, tmp_path):
+    from reid_aug.dataset.market import load_dataset
+    from reid_aug.reid.data import build_splits, read_augmented, read_image_checked
+
+    bad = tmp_path / "bad"
+    shutil.copytree(augmented, bad)
+    extra = next((bad / "bounding_box_train").iterdir())
+    shutil.copy(extra, extra.with_name("0001_c1s9_999999_99.jpg"))
+    with pytest.raises(DatasetError, match="--verify"):
+        read_augmented(bad)                           # manifest and files disagree
+    other = tmp_path / "other"
+    (other / "bounding_box_train").mkdir(parents=True)
+    shutil.copy(extra, other / "bounding_box_train" / "9876_c1s9_000001_99.jpg")
+    with pytest.raises(DatasetError, match="another dataset"):
+        build_splits(load_dataset(tiny_synthetic), read_augmented(other))
+    corrupt = tmp_path / "0001_c1s1_000001_00.jpg"
+    corrupt.write_bytes(extra.read_bytes()[:200])     # truncated JPEG: torchreid's read_image would loop forever
+    with pytest.raises(DatasetError, match="cannot be decoded"):
+        read_image_checked(str(corrupt))
+
+
+def test_lsro_loss_equals_hand_computation():
+    from reid_aug.reid.lsro import LSROLoss
+
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [-0.5, 1.5, 0.0], [1.0, 1.0, 3.0]])
+    targets = torch.tensor([0, 2, 1, 1])
+    synthetic = torch.tensor([False, True, False, True])
+    K, eps = 3, 0.1
+    logp = logits.numpy() - np.log(np.exp(logits.numpy()).sum(1, keepdims=True))
+    per_sample = []
+    for i in range(4):
+        if synthetic[i]:
+            q = np.full(K, 1 / K)                          # LSRO: uniform over the K identities
+        else:
+            q = np.full(K, eps / K)
+            q[targets[i]] += 1 - eps                       # torchreid label smoothing
+        per_sample.append(-(q * logp[i]).sum())
+    expected = np.mean(per_sample)
+    got = LSROLoss(K, eps=eps)(logits, targets, synthetic)
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+    # all-real batch = torchreid's CrossEntropyLoss; all-synthetic = mean of -mean_k log p_k
+    from reid_aug.reid.data import import_torchreid
+
+    ce = import_torchreid().losses.CrossEntropyLoss(K, eps=eps, use_gpu=False)
+    none = torch.zeros(4, dtype=torch.bool)
+    assert LSROLoss(K, eps=eps)(logits, targets, none).item() == pytest.approx(ce(logits, targets).item(), rel=1e-6)
+    assert LSROLoss(K)(logits, targets, ~none).item() == pytest.approx(float(-logp.mean()), rel=1e-6)
+    # gradient pushes synthetic logits toward uniform: d/dz of -mean log softmax = softmax - 1/K
+    z = logits[1:2].clone().requires_grad_(True)
+    LSROLoss(K)(z, targets[1:2], torch.tensor([True])).backward()
+    np.testing.assert_allclose(z.grad.numpy(), torch.softmax(logits[1:2], 1).numpy() - 1 / K, atol=1e-6)
+
+
+def test_missing_pretrained_weights_error(tiny_synthetic, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import cli
+    from reid_aug.reid.benchmark import resolve_benchmark, run_benchmark
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty_torch_home" / "hub"))
+    cfg = resolve_benchmark(model="resnet18", recipe="reid_synthetic", pretrained=True)
+    with pytest.raises(WeightsMissingError) as err:
+        run_benchmark(cfg, dataset=str(tiny_synthetic), out_dir=tmp_path / "out")
+    msg = str(err.value)
+    assert "--weights FILE" in msg and "--no-pretrained" in msg and "resnet18" in msg
+    assert not (tmp_path / "out" / "results.json").exists()      # failed before any work
+    res = CliRunner().invoke(cli.main, ["benchmark", "--model", "resnet18", "--recipe", "reid_synthetic",
+                                        "--pretrained", "--dataset", str(tiny_synthetic),
+                                        "--out", str(tmp_path / "out2")])
+    assert res.exit_code == 2 and "--no-pretrained" in res.output and "Traceback" not in res.output
+
+
+def test_weights_file_loads_backbone_and_tolerates_classifier(tmp_path):
+    from reid_aug.reid.benchmark import build_model, load_backbone_weights
+
+    # an "ImageNet" file the test writes itself: torchvision's resnet18 layout, 1000-way fc
+    import torchvision
+
+    tv = torchvision.models.resnet18(weights=None)
+    torch.nn.init.normal_(tv.conv1.weight)
+    path = tmp_path / "resnet18-test.pth"
+    torch.save({f"module.{k}": v for k, v in tv.state_dict().items()}, path)    # DataParallel prefix
+    model = build_model("resnet18", num_classes=7)
+    before = model.classifier.weight.detach().clone()
+    info = load_backbone_weights(model, path)
+    assert torch.equal(model.conv1.weight, tv.conv1.weight)
+    assert torch.equal(model.layer4[1].bn2.running_var, tv.layer4[1].bn2.running_var)
+    assert torch.equal(model.classifier.weight, before)                          # 7-way head untouched
+    assert "fc.weight" in info["discarded"] and info["matched"] == len(tv.state_dict()) - 2
+
+
+def test_one_epoch_benchmark_writes_report(tiny_synthetic, augmented, tmp_path, monkeypatch):
+    from reid_aug.reid import benchmark as bm
+    from reid_aug.reid.benchmark import extract_features, load_reid_model, resolve_benchmark, run_benchmark
+
+    gen_eval = tmp_path / "metrics.json"
+    gen_eval.write_text(json.dumps({"ssim": {"mean": 0.4321, "std": 0.1}, "mask_ssim": 0.7654,
+                                    "is": {"mean": None, "reason": "no Inception weights"}, "mask_is": None}))
+    cfg = resolve_benchmark(model="osnet_x0_25", recipe="reid_synthetic", labels="lsro", pretrained=False,
+                            rerank=True, overrides=["train.epochs=1", "train.batch_size=8", "data.height=64",
+                                                    "data.width=32", "data.batch_size_test=32", "data.workers=0"])
+    out = run_benchmark(cfg, dataset=str(tiny_synthetic), augmented_dir=augmented, seeds=[0], generator_eval=gen_eval,
+                        out_dir=tmp_path / "bench")
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["runs"]) == {"baseline_seed0", "augmented_seed0"}
+    for rec in results["runs"].values():
+        assert 0 <= rec["rank1"] <= rec["rank5"] <= 1 and 0 < rec["mAP"] <= 1
+        assert 0 <= rec["rerank"]["mAP"] <= 1 and rec["epochs"] == 1 and rec["wall_s"] > 0
+    assert results["runs"]["augmented_seed0"]["n_train_synthetic"] > 0
+    assert results["runs"]["baseline_seed0"]["n_train_synthetic"] == 0
+    report = (out / "report.md").read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| ")]
+    assert [r.split("|")[1].strip() for r in rows[1:]] == ["baseline", "augmented", "delta", "baseline (re-ranked)",
+                                                         "augmented (re-ranked)", "delta (re-ranked)"]
+    assert "0.4321 ± 0.1" in report and "0.7654" in report
+    assert "no Inception weights" in report and "trapezoid" in report
+    assert (out / "bars.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    csv = pd.read_csv(out / "results.csv")
+    assert sorted(csv["variant"]) == ["augmented", "baseline"]
+    # saved models reload and give the same features
+    model, cfg2 = load_reid_model(out / "models" / "augmented_seed0.pt")
+    assert cfg2 == cfg
+    paths = sorted(str(p) for p in (tiny_synthetic).rglob("*.jpg"))[:4]
+    f = extract_features(model, paths, cfg.data.height, cfg.data.width, batch_size=2)
+    assert f.shape == (4, results["runs"]["augmented_seed0"]["feature_dim"]) and torch.isfinite(f).all()
+    # a restart skips the finished runs
+    monkeypatch.setattr(bm, "_train_and_evaluate", lambda *a, **k: pytest.fail("finished run trained again"))
+    run_benchmark(cfg, dataset=str(tiny_synthetic), augmented_dir=augmented, seeds=[0], generator_eval=gen_eval,
+                  out_dir=out)
+    # ... but refuses to mix results of another config
+    other = resolve_benchmark(model="osnet_x0_25", recipe="reid_synthetic", pretrained=False,
+                              overrides=["train.epochs=2"])
+    with pytest.raises(Exception, match="different benchmark"):
+        run_benchmark(other, dataset=str(tiny_synthetic), augmented_dir=augmented, seeds=[0], out_dir=out)

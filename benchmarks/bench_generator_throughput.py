@@ -110,6 +110,8 @@ def main(argv=None) -> int:
     ap.add_argument("--configs", default="paper,cpu")
     ap.add_argument("--stages", default="g1,g2")
     ap.add_argument("--no-amp", action="store_true", help="fp32 on CUDA too")
+    ap.add_argument("--threads", default=None,
+                    help="comma-separated CPU thread counts to measure, e.g. 1,2 (default: torch's current)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "generator_throughput.md")
     args = ap.parse_args(argv)
 
@@ -119,25 +121,29 @@ def main(argv=None) -> int:
     iters = args.iters or (20 if cuda else 2)
     recipes = {"paper": "pg2_market", "cpu": "pg2_market_cpu"}
     load_before = os.getloadavg()
-    ref32 = matmul_flops(device, torch.float32)
-    ref16 = matmul_flops(device, torch.bfloat16) if cuda else None
-    rows = []
-    for name in args.configs.split(","):
-        cfg = load_config(PG2Config, recipes[name])
-        if name == "paper":
-            batch = args.paper_batch or (16 if cuda else 1)
-        else:
-            batch = args.cpu_batch or cfg.train.batch_size
-        for stage in args.stages.split(","):
-            r = bench_stage(cfg, stage, batch, iters, device, amp, channels_last=cuda)
-            ref = ref16 if amp else ref32
-            r.update(config=f"{name} ({recipes[name]}, n={cfg.model.g1_width}, "
-                            f"{cfg.model.image_size[0]}x{cfg.model.image_size[1]})",
-                     stage=stage, batch=batch, fraction=r["flops_per_s"] / ref)
-            rows.append(r)
-            print(f"{r['config']:<42} {stage}: batch {batch:3d}  {r['s_per_iter']:8.3f} s/it  "
-                  f"{r['pairs_per_s']:8.2f} pairs/s  {r['gflop_per_iter']:9.1f} GFLOP/it  "
-                  f"{r['flops_per_s'] / 1e9:8.1f} GFLOP/s = {100 * r['fraction']:.1f}% of matmul", flush=True)
+    thread_counts = [int(x) for x in args.threads.split(",")] if args.threads else [torch.get_num_threads()]
+    refs, rows = {}, []
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        ref32 = matmul_flops(device, torch.float32)
+        ref16 = matmul_flops(device, torch.bfloat16) if cuda else None
+        refs[threads] = (ref32, ref16)
+        for name in args.configs.split(","):
+            cfg = load_config(PG2Config, recipes[name])
+            if name == "paper":
+                batch = args.paper_batch or (16 if cuda else 1)
+            else:
+                batch = args.cpu_batch or cfg.train.batch_size
+            for stage in args.stages.split(","):
+                r = bench_stage(cfg, stage, batch, iters, device, amp, channels_last=cuda)
+                ref = ref16 if amp else ref32
+                r.update(config=f"{name} ({recipes[name]}, n={cfg.model.g1_width}, "
+                                f"{cfg.model.image_size[0]}x{cfg.model.image_size[1]})",
+                         stage=stage, batch=batch, threads=threads, fraction=r["flops_per_s"] / ref)
+                rows.append(r)
+                print(f"{threads} thr  {r['config']:<42} {stage}: batch {batch:3d}  {r['s_per_iter']:8.3f} s/it  "
+                      f"{r['pairs_per_s']:8.2f} pairs/s  {r['gflop_per_iter']:9.1f} GFLOP/it  "
+                      f"{r['flops_per_s'] / 1e9:8.1f} GFLOP/s = {100 * r['fraction']:.1f}% of matmul", flush=True)
     load_after = os.getloadavg()
 
     dev_name = torch.cuda.get_device_name(device) if cuda else f"{platform.processor() or platform.machine()} CPU"
@@ -145,12 +151,12 @@ def main(argv=None) -> int:
         "# PG² training throughput",
         "",
         f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
-        f"- device: {dev_name}; torch {torch.__version__}; threads {torch.get_num_threads()}; "
-        f"os.cpu_count() {os.cpu_count()}",
+        f"- device: {dev_name}; torch {torch.__version__}; os.cpu_count() {os.cpu_count()}",
         f"- precision: {'bf16 autocast' if amp else 'fp32'}; channels_last: {cuda}; timed steps per case: {iters} "
         f"(after one warm-up step that also counts the FLOPs)",
-        f"- reference dense matmul (2048x2048): fp32 {ref32 / 1e9:.1f} GFLOP/s"
-        + (f", bf16 {ref16 / 1e12:.1f} TFLOP/s" if ref16 else ""),
+        "- reference dense matmul (2048x2048), measured in this run: " + "; ".join(
+            f"{t} thread(s): fp32 {r32 / 1e9:.1f} GFLOP/s" + (f", bf16 {r16 / 1e12:.1f} TFLOP/s" if r16 else "")
+            for t, (r32, r16) in refs.items()),
         f"- load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} "
         + ("(the machine was shared with other jobs while measuring: absolute numbers are pessimistic, the "
            "ratios to the matmul reference taken in the same run are the comparable figure)"
@@ -159,11 +165,11 @@ def main(argv=None) -> int:
         "G2 fwd+bwd, D twice (G step, D step) + two Adam updates; FLOPs from FlopCounterMode (matmul/conv only)",
         f"- command: `{' '.join(['python', 'benchmarks/bench_generator_throughput.py'] + (argv or sys.argv[1:]))}`",
         "",
-        "| config | stage | batch | s/iter | pairs/s | GFLOP/iter | achieved GFLOP/s | fraction of matmul |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| config | stage | threads | batch | s/iter | pairs/s | GFLOP/iter | achieved GFLOP/s | fraction of matmul |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['config']} | {r['stage']} | {r['batch']} | {r['s_per_iter']:.3f} | "
+        lines.append(f"| {r['config']} | {r['stage']} | {r['threads']} | {r['batch']} | {r['s_per_iter']:.3f} | "
                      f"{r['pairs_per_s']:.2f} | {r['gflop_per_iter']:.1f} | {r['flops_per_s'] / 1e9:.1f} | "
                      f"{100 * r['fraction']:.1f}% |")
     atomic_write_text(args.out, "\n".join(lines) + "\n")

@@ -54,6 +54,8 @@ def test_records_floor_and_ceiling(trained_run, train_pairs_csv):
     rows = _by_row(records)
     assert [r["row"] for r in records] == ["model", "real_vs_real", "copy_source"]
     model, real, floor = rows["model"], rows["real_vs_real"], rows["copy_source"]
+    print(f"SSIM defgan: model {model['ssim']:.4f} vs copy-source floor {floor['ssim']:.4f}; pg2: "
+          f"{model['ssim_by_protocol']['pg2']:.4f} vs {floor['ssim_by_protocol']['pg2']:.4f}")
     # the trained model beats the copy-the-source floor, under both protocols
     assert floor["ssim"] < model["ssim"]
     assert floor["ssim_by_protocol"]["pg2"] < model["ssim_by_protocol"]["pg2"]
@@ -214,3 +216,32 @@ def test_identity_retrieval_with_a_reid_model(trained_run, tiny_synthetic, tmp_p
                 dist[i, names.index(n)] = float("inf")
         hits.append(int(gallery["pid"][int(dist[i].argmin())]) == pid[s])
     assert records["copy_source"]["id_retrieval"]["mean"] == pytest.approx(sum(hits) / len(hits))
+
+
+def test_inception_fields_with_a_weights_file(trained_run, tmp_path, monkeypatch):
+    """IS / mask-IS of every row are filled from a weights file (a randomly initialised TF-2015 InceptionV3 port
+    written here: the loading path, not the value, is under test; the network runs at 75x75 instead of 299x299
+    to keep the test short)."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    from reid_aug.metrics.evaluate_generator import evaluate_generator
+    from reid_aug.utils.io import sha256_file
+
+    class RandomInit(FeatureExtractorInceptionV3):
+        def load_state_dict(self, state_dict, strict=True, assign=False):
+            return None
+
+    monkeypatch.setattr(FeatureExtractorInceptionV3, "INPUT_IMAGE_SIZE", 75)
+    empty = tmp_path / "empty.pth"
+    torch.save({}, empty)
+    torch.manual_seed(0)
+    weights = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+    torch.save(RandomInit("r", ["logits_unbiased"], feature_extractor_weights_path=str(empty)).state_dict(), weights)
+    records = _by_row(evaluate_generator(trained_run, inception_weights=weights, limit=10, batch_size=10, workers=0))
+    for row in ("model", "real_vs_real", "copy_source"):
+        for key in ("is", "mask_is"):
+            d = records[row][key]
+            # 10 images in 10 splits: one image per split, KL(p || p) = 0, IS = 1 exactly
+            assert d["mean"] == pytest.approx(1.0) and d["n"] == 10 and d["splits"] == 10
+            assert d["weights_sha256"] == sha256_file(weights)
+    assert records["model"]["inception_weights"] == str(weights)

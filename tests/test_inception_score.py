@@ -78,7 +78,7 @@ def random_weights(tmp_path_factory):
     return path
 
 
-def test_weights_loading_path_gives_finite_score(random_weights):
+def test_weights_loading_path_gives_finite_score(random_weights, monkeypatch):
     torch.set_num_threads(1)
     net = load_inception(random_weights)
     sd = torch.load(random_weights, weights_only=True)
@@ -88,7 +88,10 @@ def test_weights_loading_path_gives_finite_score(random_weights):
     # IS >= 1 by Jensen's inequality (a random network predicts almost uniformly, so allow rounding below 1)
     assert math.isfinite(out["mean"]) and 1.0 - 1e-9 <= out["mean"] <= 1008
     assert math.isfinite(out["std"]) and out["n"] == 6 and out["splits"] == 2 and len(out["weights_sha256"]) == 64
-    # the batch size does not change the logits
+    # the batch size does not change the logits (checked at 75x75 input to keep the test short)
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    monkeypatch.setattr(FeatureExtractorInceptionV3, "INPUT_IMAGE_SIZE", 75)
     s1, s2 = InceptionScorer(random_weights, batch_size=6), InceptionScorer(random_weights, batch_size=2)
     s1.net, s2.net = net, net
     s1.add(images), s2.add(images)

@@ -178,8 +178,13 @@ def test_one_epoch_benchmark_writes_report(tiny_synthetic, augmented, tmp_path, 
     from reid_aug.reid.benchmark import extract_features, load_reid_model, resolve_benchmark, run_benchmark
 
     gen_eval = tmp_path / "metrics.json"
-    gen_eval.write_text(json.dumps({"ssim": {"mean": 0.4321, "std": 0.1}, "mask_ssim": 0.7654,
-                                    "is": {"mean": None, "reason": "no Inception weights"}, "mask_is": None}))
+    # evaluate-generator's document: records, the headline "model" row first
+    model_row = {"row": "model", "stage": "g2", "protocol": "defgan", "n_pairs": 12, "ssim": 0.4321,
+                 "mask_ssim": 0.7654, "is": {"mean": None, "reason": "no Inception weights"},
+                 "mask_is": {"mean": 3.25, "std": 0.125}}
+    gen_eval.write_text(json.dumps({"headline": {"stage": "g2", "protocol": "defgan"}, "records": [
+        {**model_row, "protocol": "pg2", "ssim": 0.9999}, model_row,
+        {**model_row, "row": "real_vs_real", "ssim": 1.0}]}))
     cfg = resolve_benchmark(model="osnet_x0_25", recipe="reid_synthetic", labels="lsro", pretrained=False,
                             rerank=True, overrides=["train.epochs=1", "train.batch_size=8", "data.height=64",
                                                     "data.width=32", "data.batch_size_test=32", "data.workers=0"])
@@ -196,8 +201,8 @@ def test_one_epoch_benchmark_writes_report(tiny_synthetic, augmented, tmp_path, 
     rows = [line for line in report.splitlines() if line.startswith("| ")]
     assert [r.split("|")[1].strip() for r in rows[1:]] == ["baseline", "augmented", "delta", "baseline (re-ranked)",
                                                          "augmented (re-ranked)", "delta (re-ranked)"]
-    assert "0.4321 ± 0.1" in report and "0.7654" in report
-    assert "no Inception weights" in report and "trapezoid" in report
+    assert "| 0.4321 | n/a | 0.7654 | 3.25 ± 0.12 |" in report and "0.9999" not in report
+    assert "IS: n/a (no Inception weights)" in report and "trapezoid" in report
     assert (out / "bars.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     csv = pd.read_csv(out / "results.csv")
     assert sorted(csv["variant"]) == ["augmented", "baseline"]
@@ -216,3 +221,50 @@ def test_one_epoch_benchmark_writes_report(tiny_synthetic, augmented, tmp_path, 
                               overrides=["train.epochs=2"])
     with pytest.raises(Exception, match="different benchmark"):
         run_benchmark(other, dataset=str(tiny_synthetic), augmented_dir=augmented, seeds=[0], out_dir=out)
+
+
+def test_generator_metrics_reader_is_tolerant(tmp_path):
+    from reid_aug.reid.report import read_generator_metrics
+
+    absent = read_generator_metrics(tmp_path / "nope.json")
+    assert all(absent[k].startswith("n/a") and "not found" in absent[k] for k in ("ssim", "is", "mask_ssim", "mask_is"))
+    assert read_generator_metrics(None)["ssim"].startswith("n/a (no evaluate-generator records")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    assert "unreadable" in read_generator_metrics(broken)["is"]
+    flat = tmp_path / "flat.json"
+    flat.write_text(json.dumps({"SSIM": 0.5, "mask-SSIM": {"mean": 0.8}, "IS": None}))
+    got = read_generator_metrics(flat)
+    assert got["ssim"] == "0.5" and got["mask_ssim"] == "0.8" and got["is"].startswith("n/a (null")
+    assert got["mask_is"].startswith("n/a (not in flat.json")
+
+
+def test_training_resumes_from_its_epoch_checkpoint(tiny_synthetic, tmp_path):
+    """2 epochs in one go == 1 epoch, 'kill', then resume to 2 (same weights, same loss history)."""
+    from reid_aug.dataset.market import load_dataset
+    from reid_aug.reid.benchmark import build_model
+    from reid_aug.reid.data import build_datamanager, build_splits, import_torchreid
+    from reid_aug.reid.engine import make_engine_class, seed_everything, train_epochs
+
+    reid = import_torchreid()
+    splits = build_splits(load_dataset(tiny_synthetic))
+
+    def engine():
+        seed_everything(3)
+        dm = build_datamanager(splits, 64, 32, ["random_flip", "random_crop"], batch_size=8, workers=0)
+        model = build_model("osnet_x0_25", dm.num_train_pids)
+        opt = reid.optim.build_optimizer(model, optim="adam", lr=1e-3)
+        sched = reid.optim.build_lr_scheduler(opt, lr_scheduler="single_step", stepsize=1, gamma=0.5)
+        return make_engine_class()(dm, model, opt, sched)
+
+    straight = engine()
+    full = train_epochs(straight, 2, tmp_path / "a.pt", max_iters_per_epoch=3)
+    first = engine()
+    train_epochs(first, 1, tmp_path / "b.pt", max_iters_per_epoch=3)
+    resumed = engine()                           # a fresh process would rebuild everything like this
+    part = train_epochs(resumed, 2, tmp_path / "b.pt", max_iters_per_epoch=3)
+    assert [h["epoch"] for h in part["history"]] == [1, 2]
+    assert [h["loss"] for h in part["history"]] == pytest.approx([h["loss"] for h in full["history"]], rel=1e-5)
+    assert part["history"][1]["lr"] == pytest.approx(0.5e-3)      # the scheduler state came back too
+    for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), k

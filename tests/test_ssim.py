@@ -152,7 +152,7 @@ def test_equals_skimage_on_real_market_pairs(market_root, protocol):
 def test_copy_source_floor_on_real_market_pairs(market_root):
     """The copy-the-source floor on 600 sampled test pairs is near the published ~0.151 (defgan).
 
-    Full 12,000-pair figures (benchmarks/results/ssim.md): defgan 0.1513, pg2 0.1314 (see there).
+    Full 12,000-pair figures (benchmarks/results/ssim.md): defgan 0.1513, pg2 0.1336.
     """
     src, tgt, _ = _market_pairs(market_root, 600, seed=1)
     floor = ssim(src, tgt, "defgan")

@@ -668,6 +668,8 @@ class _Trainer:
                 if self.step_hook is not None:
                     self.step_hook(stage, self.step, values)
                 if stop and not last:
+                    if self.step % t.sample_every:
+                        self.write_samples()
                     log.info("stopped after %.1f min (train.max_minutes) at %s step %d; continue with --resume",
                              t.max_minutes, stage, self.step)
                     return True

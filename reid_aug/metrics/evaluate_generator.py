@@ -227,10 +227,11 @@ def evaluate_generator(run_dir, dataset=None, pairs_csv=None, inception_weights=
     t0 = last_save = time.monotonic()
     bar = tqdm(loader, total=n_batches, initial=done_batches, desc=f"evaluate {stage}", unit="batch", disable=None)
     for b_idx, batch in enumerate(bar, start=done_batches):
-        fake = to_uint8(gen.generate(batch["src_img"].to(dev), batch["tgt_pose"].to(dev), stage=stage)).cpu()
-        real = real_to_uint8(batch["tgt_img"])
-        src = real_to_uint8(batch["src_img"])
-        mask = batch["tgt_mask"]
+        # Metrics run where the generator runs (float64 SSIM on CUDA, float32 + float64 re-checks on CPU).
+        fake = to_uint8(gen.generate(batch["src_img"].to(dev), batch["tgt_pose"].to(dev), stage=stage))
+        real = real_to_uint8(batch["tgt_img"].to(dev))
+        src = real_to_uint8(batch["src_img"].to(dev))
+        mask = batch["tgt_mask"].to(dev)
         outputs = {"model": fake, "real_vs_real": real, "copy_source": src}
         cols: dict[str, torch.Tensor] = {}
         for row, out in outputs.items():
@@ -248,8 +249,8 @@ def evaluate_generator(run_dir, dataset=None, pairs_csv=None, inception_weights=
             per_pair.setdefault(k, []).append(v)
         if samples is None:
             k = min(N_SAMPLES, fake.shape[0])
-            samples = {"src": src[:k], "pose": _pose_image(batch["tgt_pose"][:k].float(), gen.pose_mode),
-                       "gen": fake[:k], "tgt": real[:k]}
+            samples = {"src": src[:k].cpu(), "pose": _pose_image(batch["tgt_pose"][:k].float(), gen.pose_mode),
+                       "gen": fake[:k].cpu(), "tgt": real[:k].cpu()}
         bar.set_postfix(ssim=f"{torch.cat(per_pair[f'model/ssim_{proto.name}']).mean():.4f}")
         if ((b_idx + 1) % RESUME_EVERY == 0 and b_idx + 1 < n_batches
                 and time.monotonic() - last_save >= RESUME_MIN_SECONDS):

@@ -28,9 +28,11 @@ Numerics. On CPU the filtering runs in float32 (banded matrix products) on image
 per-channel mean, so ``E[x^2] - E[x]^2`` cancels on small numbers; a worst-case bound of the float32 rounding
 error relative to ``C2`` is ``~6.7e-5 * (m / R)^2`` (``m`` the largest centred magnitude of either image, ``R`` the
 data range). Images whose bound exceeds 1e-4 (e.g. a near-constant generated image, ``R`` tiny, against a real
-one) are recomputed in float64, so the result agrees with scikit-image to well below 1e-4 (observed ~1e-8).
-On CUDA everything runs in float64 (TF32 convolutions/matmuls could otherwise change the result).
-Per-image sums are accumulated in float64.
+one) are recomputed in float64, so the result agrees with scikit-image to well below 1e-4 (observed on the
+12,000 Market-1501 test pairs: max 1.4e-6, masked 7.3e-6). ``dtype=torch.float64`` agrees to ~1e-15.
+On CUDA everything runs in float64 (TF32 matmuls could otherwise change the result).
+Per-image sums are accumulated in float64. ``compile=True`` runs the same float32 computation as one
+``torch.compile``'d function (fused loops, about 2x faster than eager on CPU) with the same float64 re-computation.
 """
 from __future__ import annotations
 

@@ -274,6 +274,7 @@ def _train_and_evaluate(cfg: BenchmarkConfig, splits, variant: str, seed: int, o
            "n_train_real": splits.n_real, "n_train_synthetic": splits.n_synthetic,
            "num_train_pids": splits.num_train_pids, "train_s": train["train_s"], "eval_s": now - t_eval,
            "wall_s": train["train_s"] + (now - t_eval), "session_s": now - t_start, "epochs": train["epochs"],
+           "iterations": sum(h.get("iterations", 0) for h in train["history"]),
            "final_loss": train["history"][-1]["loss"] if train["history"] else None,
            "history": train["history"], "init": init, "model_path": str(model_path),
            "feature_dim": int(qf.shape[1])}
@@ -304,16 +305,24 @@ def run_benchmark(cfg: BenchmarkConfig, dataset: str = "synthetic", augmented_di
                   seeds: Sequence[int] = (0,), weights: str | Path | None = None,
                   generator_eval: str | Path | None = None, out_dir: str | Path | None = None) -> Path:
     """Train/evaluate baseline and augmented models for every seed; write the report. Returns ``out_dir``."""
-    from reid_aug.dataset.market import load_dataset
-    from reid_aug.reid.data import build_splits, read_augmented, validate_images
-    from reid_aug.reid.report import write_report
-
     if not seeds:
         raise ReidAugError("no seeds given (e.g. --seeds 0,1,2)")
     out_dir = Path(out_dir) if out_dir is not None else Path("runs") / f"benchmark_{cfg.model.name}"
     out_dir.mkdir(parents=True, exist_ok=True)
+    threads_before = torch.get_num_threads()
     if cfg.runtime.threads > 0:
         torch.set_num_threads(cfg.runtime.threads)
+    try:
+        return _run(cfg, dataset, augmented_dir, seeds, weights, generator_eval, out_dir)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run(cfg, dataset, augmented_dir, seeds, weights, generator_eval, out_dir: Path) -> Path:
+    from reid_aug.dataset.market import load_dataset
+    from reid_aug.reid.data import build_splits, read_augmented, validate_images
+    from reid_aug.reid.report import write_report
+
     device = resolve_device(cfg.runtime.device)
     weights = Path(weights) if weights is not None else None
     if cfg.model.pretrained:
@@ -342,6 +351,8 @@ def run_benchmark(cfg: BenchmarkConfig, dataset: str = "synthetic", augmented_di
                            f"weights differ; see {results_path}); pass another --out or delete that folder")
     results = {"setup": setup, "runs": results.get("runs", {})}
     save_config(cfg, out_dir / "config.yaml")
+    # written before any training: a later run with another setup is refused instead of resuming these checkpoints
+    atomic_write_text(results_path, json.dumps(results, indent=1))
 
     todo = [(v, s) for s in seeds for v in variants if f"{v}_seed{s}" not in results["runs"]]
     done = len(seeds) * len(variants) - len(todo)

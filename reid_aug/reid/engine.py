@@ -122,7 +122,7 @@ def train_epochs(engine, epochs: int, checkpoint_path: Path, max_iters_per_epoch
         lr = engine.get_current_lr()
         engine.update_lr()
         elapsed += time.time() - t0
-        rec = {"epoch": epoch + 1, "loss": sums["loss"] / max(1, n_batches),
+        rec = {"epoch": epoch + 1, "iterations": n_batches, "loss": sums["loss"] / max(1, n_batches),
                "acc": sums["acc"] / max(1, sums["n_acc"]), "lr": lr, "seconds": time.time() - t0}
         history.append(rec)
         log.info("%s epoch %d/%d: loss %.4f acc %.3f lr %.2e (%.1fs)", desc, epoch + 1, epochs, rec["loss"],

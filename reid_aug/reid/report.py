@@ -49,6 +49,8 @@ def _fmt_value(v: Any) -> str | None:
             val = v[keys.get("mean", keys.get("value"))]
             if val is None:
                 reason = v.get(keys["reason"]) if "reason" in keys else None
+                if reason and str(reason).startswith("n/a"):
+                    return str(reason)
                 return f"n/a ({reason})" if reason else "n/a (null in the records)"
             std = v.get(keys["std"]) if "std" in keys else None
             return f"{val:.4g} ± {std:.2g}" if isinstance(std, (int, float)) else _fmt_value(val)
@@ -102,6 +104,16 @@ def read_generator_metrics(path: str | Path | None) -> dict:
     except (OSError, json.JSONDecodeError) as e:
         return {k: f"n/a ({path.name} unreadable: {e})" for k, _ in GENERATOR_METRICS} | {"source": str(path)}
     out = {"source": str(path)}
+    if isinstance(data, dict) and isinstance(data.get("records"), list) and data["records"]:
+        # evaluate-generator's document: the headline (default stage, defgan protocol) "model" row
+        head = data.get("headline") or {}
+        recs = [r for r in data["records"] if isinstance(r, dict)]
+        models = [r for r in recs if r.get("row") == "model"] or recs
+        data = next((r for r in models if r.get("stage") == head.get("stage")
+                     and r.get("protocol") == head.get("protocol")), models[0])
+        if data.get("stage") or data.get("protocol"):
+            out["source"] = f"{path} (stage {data.get('stage')}, {data.get('protocol')} protocol, " \
+                            f"{data.get('n_pairs', '?')} pairs)"
     for key, _ in GENERATOR_METRICS:
         hit = _find(data, _ALIASES[key])
         out[key] = (_fmt_value(hit[0]) or "n/a (unrecognised value)") if hit else f"n/a (not in {path.name})"
@@ -173,7 +185,7 @@ def results_table(runs: dict, seeds: Sequence[int], gen: dict, rerank: bool) -> 
 
 def results_frame(runs: dict) -> pd.DataFrame:
     cols = ["variant", "seed", "rank1", "rank5", "rank10", "rank20", "mAP", "rerank_rank1", "rerank_rank5",
-            "rerank_mAP", "train_s", "eval_s", "wall_s", "epochs", "final_loss", "n_train_real",
+            "rerank_mAP", "train_s", "eval_s", "wall_s", "epochs", "iterations", "final_loss", "n_train_real",
             "n_train_synthetic", "num_train_pids"]
     rows = []
     for rec in runs.values():
@@ -252,6 +264,9 @@ def write_report(out_dir: str | Path, results: dict, seeds: Sequence[int], gener
         + f". Test: {info.get('n_query', '?')} queries, {info.get('n_gallery', '?')} gallery images "
           "(Market protocol: same pid + camera removed, junk out, distractors in).",
         "",
+        "Both variants train for the same number of epochs with the same recipe and seed, so the augmented model "
+        "takes more iterations (see Runs).",
+        "",
         "Values in %; s<N> = seed N; delta = augmented - baseline (paired by seed, percentage points); "
         "generator metrics from " + (f"`{gen['source']}`" if gen.get("source") else "no records") + ".",
         "",
@@ -270,7 +285,7 @@ def write_report(out_dir: str | Path, results: dict, seeds: Sequence[int], gener
     for key in sorted(runs, key=lambda k: (runs[k]["seed"], runs[k]["variant"] != "baseline")):
         r = runs[key]
         lines.append(f"- `{key}`: wall {r['wall_s'] / 60:.1f} min (train {r['train_s'] / 60:.1f}, eval "
-                     f"{r['eval_s'] / 60:.1f}), {r['epochs']} epoch(s), final loss {r.get('final_loss') or float('nan'):.3f}, "
+                     f"{r['eval_s'] / 60:.1f}), {r['epochs']} epoch(s) = {r.get('iterations', '?')} iterations, final loss {r.get('final_loss') or float('nan'):.3f}, "
                      f"{r['n_train_real']} real + {r['n_train_synthetic']} synthetic train images, "
                      f"init: {'ImageNet ' + str(r['init'].get('path')) if r.get('init', {}).get('pretrained') else 'random'}")
     missing = [f"{v}_seed{s}" for s in seeds for v in ("baseline", "augmented") if f"{v}_seed{s}" not in runs]

@@ -164,6 +164,12 @@ def main(argv=None) -> int:
         "- step = the real `train_step` on random tensors: stage I = G1 fwd+bwd + Adam; stage II = frozen G1 fwd, "
         "G2 fwd+bwd, D twice (G step, D step) + two Adam updates; FLOPs from FlopCounterMode (matmul/conv only)",
         f"- command: `{' '.join(['python', 'benchmarks/bench_generator_throughput.py'] + (argv or sys.argv[1:]))}`",
+    ]
+    if len(refs) > 1 and not cuda:
+        lines.append("- where a row with more threads is slower than the row with fewer, other jobs held the other "
+                     "core(s): OpenMP threads wait for each other at every layer. The CPU recipes therefore run one "
+                     "compute thread beside one data-loading worker (`runtime.threads: 1`, `train.num_workers: 1`).")
+    lines += [
         "",
         "| config | stage | threads | batch | s/iter | pairs/s | GFLOP/iter | achieved GFLOP/s | fraction of matmul |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",

@@ -294,3 +294,21 @@ def test_cli_train_generator_and_dry_run(tiny_synthetic, tmp_path):
     assert res.exit_code == 2 and "--resume" in res.output
     res = CliRunner().invoke(cli.main, args + sets + ["--set", "train.stages=[g2]"])
     assert res.exit_code == 2 and "needs a G1 stage" in res.output
+
+
+def test_one_stage_g1_plus_d_ablation(tiny_synthetic, tmp_path):
+    cfg, out = resolve_training(str(tiny_synthetic), "pg2_ablation_g1_d", TINY + ["train.g1d_iters=2"],
+                                tmp_path / "g1d")
+    assert cfg.train.stages == ("g1+d",) and cfg.model.g1_width == 4
+    train_generator(cfg, str(tiny_synthetic), out)
+    ckpt = load_checkpoint(out)
+    assert ckpt["trained"] == ["g1+d"] and set(ckpt["models"]) == {"g1", "d"}
+    rows = _log(out)
+    assert [r["stage"] for r in rows] == ["g1+d", "g1+d"] and all(r["adv"] and r["d_loss"] for r in rows)
+    gen = load_generator(out)
+    assert gen.stages == ("g1",) and gen.g2 is None
+    src = torch.zeros(1, 3, 128, 64)
+    pose = -torch.ones(1, 18, 128, 64)
+    assert gen.generate(src, pose).shape == (1, 3, 128, 64)
+    with pytest.raises(CheckpointError, match="no trained G2"):
+        gen.generate(src, pose, stage="g2")

@@ -429,7 +429,6 @@ class _Trainer:
             self.log_rows = int(ckpt.get("log_rows", 0))
             self.log_acc = dict(ckpt.get("log_acc", {}))
             set_rng_state(ckpt["rng"])
-            self.resumed_from = (self.stage_index, self.step)
             log.info("resuming %s at stage %s step %d (global step %d)", self.ckpt_file,
                      ckpt.get("stage"), self.step, self.global_step)
         elif self.resume:

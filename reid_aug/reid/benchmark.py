@@ -261,9 +261,9 @@ def _train_and_evaluate(cfg: BenchmarkConfig, splits, variant: str, seed: int, o
     t_eval = time.time()
     bs = cfg.data.batch_size_test
     qf = extract_features(model, [p for p, *_ in splits.query], cfg.data.height, cfg.data.width, bs,
-                          desc=f"{tag} query features", device=device)
+                          workers=cfg.data.workers, desc=f"{tag} query features", device=device)
     gf = extract_features(model, [p for p, *_ in splits.gallery], cfg.data.height, cfg.data.width, bs,
-                          desc=f"{tag} gallery features", device=device)
+                          workers=cfg.data.workers, desc=f"{tag} gallery features", device=device)
     q_pids = np.array([p for _, p, _ in splits.query])
     q_cams = np.array([c for _, _, c in splits.query])
     g_pids = np.array([p for _, p, _ in splits.gallery])

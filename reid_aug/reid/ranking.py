@@ -1,8 +1,10 @@
 """CMC and mAP under the Market-1501 protocol, vectorized in torch.
 
 ``evaluate_rank`` returns the numbers of torchreid's ``eval_market1501`` (its Python
-fallback; PyPI torchreid has no Cython evaluator) on the same distance matrix, in seconds
-at Market scale (3,368 x 15,913) where the Python loop takes about two minutes.
+fallback; PyPI torchreid has no Cython evaluator) on the same distance matrix -- the CMC
+bit-identical, mAP equal up to float64 summation order (< 1e-12) -- in seconds at Market
+scale (3,368 x 15,913) where the Python loop takes about two minutes
+(``benchmarks/bench_ranking.py``).
 
 Protocol (torchreid's, which is the Market-1501 one):
 - for each query, gallery entries with the query's pid AND camera are removed from its list;

@@ -130,6 +130,7 @@ def _mean_std(vals: Sequence[float], signed: bool = False) -> str:
     if not vals:
         return "–"
     m = float(np.mean(vals))
+    m = 0.0 if abs(100 * m) < 0.05 else m          # no "-0.0"
     head = f"{100 * m:+.1f}" if signed else f"{100 * m:.1f}"
     return f"{head} ± {100 * float(np.std(vals, ddof=1)):.1f}" if len(vals) > 1 else f"{head} ± –"
 
@@ -216,8 +217,8 @@ def bar_chart(runs: dict, seeds: Sequence[int], path: Path) -> None:
             stds.append(100 * float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
         x = np.arange(2) + (j - 0.5) * width
         bars = ax.bar(x, means, width, yerr=stds, capsize=4, color=colors[variant], label=variant)
-        for b, m in zip(bars, means):
-            ax.annotate(f"{m:.1f}", (b.get_x() + b.get_width() / 2, m), xytext=(0, 3), textcoords="offset points",
+        for b, m, sd in zip(bars, means, stds):
+            ax.annotate(f"{m:.1f}", (b.get_x() + b.get_width() / 2, m + sd), xytext=(0, 3), textcoords="offset points",
                         ha="center", va="bottom", fontsize=8)
     ax.set_xticks(np.arange(2))
     ax.set_xticklabels(["rank-1", "mAP"])

@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 # Columns of log.csv: means over each logging interval; empty where a term does not apply.
 LOG_COLUMNS = ("stage", "step", "global_step", "loss", "l1", "mask_l1", "posemask_l1", "adv", "d_loss", "d_real",
                "d_fake", "d_cond", "pairs_per_s", "wall_s")
-TERMS = ("loss", "l1", "mask_l1", "posemask_l1", "adv", "d_loss", "d_real", "d_fake", "d_cond")
 
 StepHook = Callable[[str, int, dict], None]
 

@@ -286,3 +286,18 @@ def test_flipped_maps_equal_maps_of_flipped_keypoints(mode):
     # the right-shoulder channel of the flipped pose is the mirrored left-shoulder channel
     assert torch.equal(flipped[:, KP["r_shoulder"]], flip_images(maps[:, KP["l_shoulder"]]))
     assert torch.equal(flip_images(pose_masks(kp)), pose_masks(flip_keypoints(kp, W)))
+
+
+def test_pose_picture_colours_each_present_joint_only():
+    from reid_aug.pose.maps import pose_maps_to_rgb
+
+    kps = torch.full((1, 18, 2), -1, dtype=torch.long)
+    kps[0, 0] = torch.tensor([20, 10])
+    kps[0, 9] = torch.tensor([100, 40])
+    pic = pose_maps_to_rgb(pose_heatmaps(kps, mode="pg2"), "pg2")
+    assert pic.shape == (1, 3, 128, 64)
+    assert float(pic.min()) == 0.0 and float(pic.max()) == 1.0
+    on = pic[0].amax(0) > 0
+    assert on[20, 10] and on[100, 40] and not on[60, 32]
+    # Different joints get different colours.
+    assert not torch.equal(pic[0, :, 20, 10], pic[0, :, 100, 40])

@@ -40,6 +40,7 @@ from reid_aug.generator.checkpoint import (CHECKPOINT_NAME, build_networks, get_
                                            save_checkpoint, set_rng_state)
 from reid_aug.generator.config import IDENTITY_FIELDS, PG2Config, config_differences
 from reid_aug.generator.losses import bce_real, discriminator_loss, recon_loss
+from reid_aug.pose.maps import pose_maps_to_rgb
 from reid_aug.utils.io import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -241,21 +242,6 @@ def _fmt(v: float) -> str:
     return f"{v:.6g}"
 
 
-_POSE_COLOURS = None
-
-
-def _pose_image(pose: torch.Tensor, mode: str) -> torch.Tensor:
-    """(B,18,H,W) pose maps -> (B,3,H,W) in [0,1]: each joint in its own colour on black."""
-    global _POSE_COLOURS
-    if _POSE_COLOURS is None or _POSE_COLOURS.shape[0] != pose.shape[1]:
-        import colorsys
-
-        k = pose.shape[1]
-        _POSE_COLOURS = torch.tensor([colorsys.hsv_to_rgb(i / k, 1.0, 1.0) for i in range(k)], dtype=torch.float32)
-    strength = (pose + 1) / 2 if mode == "pg2" else pose
-    strength = strength.clamp(0, 1)
-    coloured = strength[:, :, None] * _POSE_COLOURS.to(pose.device)[None, :, :, None, None]  # (B,18,3,H,W)
-    return coloured.amax(dim=1)
 
 
 def sample_grid(src_img, tgt_pose, g1_img, g2_img, tgt_img, pose_mode: str = "pg2") -> np.ndarray:
@@ -266,7 +252,7 @@ def sample_grid(src_img, tgt_pose, g1_img, g2_img, tgt_img, pose_mode: str = "pg
     def to01(x):
         return ((x.detach().float().cpu() + 1) / 2).clamp(0, 1)
 
-    cols = [to01(src_img), _pose_image(tgt_pose.detach().float().cpu(), pose_mode), to01(g1_img),
+    cols = [to01(src_img), pose_maps_to_rgb(tgt_pose.detach().float().cpu(), pose_mode), to01(g1_img),
             to01(g2_img) if g2_img is not None else torch.full_like(to01(g1_img), 0.5), to01(tgt_img)]
     grid = torch.cat(cols, dim=3)                       # (B,3,H,5W)
     grid = torch.cat(list(grid), dim=1)                 # (3,B*H,5W)

@@ -38,6 +38,7 @@ import torch
 from reid_aug.metrics import MetricsError
 from reid_aug.metrics.inception_score import InceptionScorer
 from reid_aug.metrics.ssim import PROTOCOLS, get_protocol, l1_pm1, real_to_uint8, ssim, to_uint8
+from reid_aug.pose.maps import pose_maps_to_rgb
 from reid_aug.utils.io import atomic_path, atomic_torch_save, atomic_write_bytes, atomic_write_text, sha256_lines
 
 log = logging.getLogger(__name__)
@@ -95,14 +96,8 @@ def _default_device(device) -> torch.device:
 
 
 def _pose_image(pose: torch.Tensor, mode: str) -> torch.Tensor:
-    """(B, 18, H, W) pose maps -> uint8 (B, 3, H, W): each joint in its own colour on black."""
-    import colorsys
-
-    k = pose.shape[1]
-    colours = torch.tensor([colorsys.hsv_to_rgb(i / k, 1.0, 1.0) for i in range(k)], dtype=torch.float32)
-    strength = ((pose + 1) / 2 if mode == "pg2" else pose).clamp(0, 1)
-    img = (strength[:, :, None] * colours[None, :, :, None, None]).amax(1)
-    return (img * 255 + 0.5).to(torch.uint8)
+    """(B, 18, H, W) pose maps -> uint8 (B, 3, H, W) picture."""
+    return (pose_maps_to_rgb(pose, mode) * 255 + 0.5).to(torch.uint8)
 
 
 def _sample_grid(src: torch.Tensor, pose_img: torch.Tensor, gen: torch.Tensor, tgt: torch.Tensor) -> bytes:

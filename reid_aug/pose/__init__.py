@@ -5,5 +5,6 @@ from reid_aug.pose.maps import (  # noqa: F401
     flip_keypoints,
     flip_pose_maps,
     pose_heatmaps,
+    pose_maps_to_rgb,
     pose_masks,
 )

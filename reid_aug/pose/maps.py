@@ -237,3 +237,15 @@ def flip_pose_maps(maps: torch.Tensor) -> torch.Tensor:
     ``flip_pose_maps(pose_heatmaps(k)) == pose_heatmaps(flip_keypoints(k, W))`` exactly.
     """
     return torch.flip(maps, dims=[-1])[..., list(FLIP_PERMUTATION), :, :]
+
+
+def pose_maps_to_rgb(pose: torch.Tensor, mode: str = "pg2") -> torch.Tensor:
+    """Pose maps ``(B, 18, H, W)`` -> a picture ``(B, 3, H, W)`` in [0, 1]: each joint in its own
+    colour (evenly spaced hues) on black, for sample grids."""
+    import colorsys
+
+    k = pose.shape[1]
+    colours = torch.tensor([colorsys.hsv_to_rgb(i / k, 1.0, 1.0) for i in range(k)], dtype=torch.float32,
+                           device=pose.device)
+    strength = ((pose.float() + 1) / 2 if mode == "pg2" else pose.float()).clamp(0, 1)
+    return (strength[:, :, None] * colours[None, :, :, None, None]).amax(dim=1)

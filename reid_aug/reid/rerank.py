@@ -226,7 +226,9 @@ def re_ranking_features(qf, gf, k1: int = 20, k2: int = 6, lambda_value: float =
     ``IndexFlatIP`` search with ``[x, 1] . [-2y, |y|^2] = |y|^2 - 2 x.y``. Memory: the features,
     one faiss copy of them, sparse ``V`` and the ``(Q, G)`` output.
     """
-    import faiss
+    from reid_aug.utils.deps import import_faiss
+
+    faiss = import_faiss()
     import torch
 
     qf = torch.as_tensor(qf).float().cpu()

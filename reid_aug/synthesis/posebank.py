@@ -199,7 +199,9 @@ def cluster_poses(bank: PoseBank, n_clusters: int, seed: int = 0, niter: int = 2
     Deterministic for a seed: k-means++ initialisation from the seed and a single OpenMP
     thread during the clustering.
     """
-    import faiss
+    from reid_aug.utils.deps import import_faiss
+
+    faiss = import_faiss()
 
     n = len(bank)
     if n_clusters < 1:

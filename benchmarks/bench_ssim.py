@@ -2,17 +2,23 @@
 
 The pairs of ``annotations/market-pairs-test.csv`` (12,000) with the source image standing in for the generated
 one -- which is exactly the copy-the-source floor of ``evaluate-generator``. All images are decoded first (timed
-separately), then for each protocol:
+separately), then for each protocol, ``--rounds`` times (the machine is shared; every figure is the minimum over
+the rounds, the per-round ratios are printed too):
 
-- ours, eager (``ssim(src, tgt, protocol)``) and fused with ``torch.compile`` (``compile=True``; its one-off
-  compilation is timed separately, steady state is what is compared);
+- ours, eager (``ssim(src, tgt, protocol)``, the default) and compiled (``compile=True``; its one-off compilation
+  is timed separately);
 - the published loop: ``skimage.metrics.structural_similarity`` per image, exactly as the Deformable GAN / PATN
   (``defgan``) and PG² (``pg2``) scripts call it;
-- speed-up = skimage seconds / ours seconds, max |ours - skimage| over all pairs;
+- speed-up = skimage seconds / ours seconds; max |ours - skimage| over all pairs;
+- float32 accuracy: max |float32 - float64| of ours, how many images the error estimate sent to float64, and
+  the largest measured error in units of the estimate (``err / (2^-24 est)``, the calibration of ``EST_FACTOR``),
+  plain and masked;
 - the copy-source floor (mean SSIM) and the mask-SSIM floor (target pose masks; checked against scikit-image on
-  a 500-pair sample).
+  the first ``--mask-check`` pairs);
+- small batches as ``evaluate_generator`` makes them: 12 calls on 64 pairs (3 rows x 2 protocols x plain/masked);
+- the machine's copy bandwidth (an L3-sized and a DRAM-sized buffer), to judge the memory traffic.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_ssim.py --out benchmarks/results/ssim.md
+    OMP_NUM_THREADS=1 python benchmarks/bench_ssim.py --protocols defgan --out FILE.md
 
 Runs on one thread by default (the scikit-image loop is single-threaded); ``--threads`` changes it.
 """
@@ -30,7 +36,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reid_aug.metrics.ssim import PROTOCOLS, ssim, ssim_skimage  # noqa: E402
+from reid_aug.metrics import ssim as ssim_mod  # noqa: E402
+from reid_aug.metrics.ssim import PROTOCOLS, apply_mask, ssim, ssim_skimage  # noqa: E402
 from reid_aug.utils.io import atomic_write_text  # noqa: E402
 
 
@@ -77,10 +84,59 @@ def machine() -> str:
         pass
     import skimage
 
-    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
     return (f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} ({torch.get_num_threads()} thread(s)), "
-            f"scikit-image {skimage.__version__}, numpy {np.__version__}; load average at start "
-            f"{', '.join(f'{x:.1f}' for x in load)}")
+            f"scikit-image {skimage.__version__}, numpy {np.__version__}")
+
+
+def load_avg() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+
+
+def copy_bandwidth(n_bytes: int, repeats: int = 5) -> float:
+    """GB/s of a tensor copy (read + write counted) for a buffer of ``n_bytes``, best of ``repeats``."""
+    a = torch.ones(n_bytes // 4)
+    b = torch.empty_like(a)
+    b.copy_(a)
+    best = min(timed(lambda: b.copy_(a))[1] for _ in range(repeats))
+    return 2 * n_bytes / best / 1e9
+
+
+def float32_accuracy(src, tgt, proto_name):
+    """Raw float32 values (before the float64 re-computation) vs float64: (max error, flagged count, max error in
+    units of 2^-24 est)."""
+    proto = PROTOCOLS[proto_name]
+    r = ssim_mod.data_range_of(src, proto)
+    v64 = ssim(src, tgt, proto_name, dtype=torch.float64)
+    vals, ests = [], []
+    step = ssim_mod.CPU_CHUNK
+    for i in range(0, len(src), step):
+        v, e = ssim_mod._ssim_chunk(src[i:i + step], tgt[i:i + step], r[i:i + step], proto, torch.float32, True)
+        vals.append(v)
+        ests.append(e)
+    v32, est = torch.cat(vals), torch.cat(ests)
+    flagged = ssim_mod._float32_suspect(est, r, v32)
+    err = (v32 - v64).abs()
+    final = (ssim(src, tgt, proto_name) - v64).abs().max()
+    return float(err.max()), int(flagged.sum()), float((err / (ssim_mod.F32_UNIT * est)).max()), float(final)
+
+
+def small_batches(src, tgt, mask, n=64):
+    """12 calls on n pairs, as evaluate_generator makes per batch: ms per call, ours eager / compiled / skimage."""
+    rows = (src[:n], tgt[:n], src[n:2 * n])
+
+    def run(fn):
+        for g in rows:
+            for p in PROTOCOLS:
+                fn(g, tgt[:n], p, None)
+                fn(g, tgt[:n], p, mask[:n])
+
+    out = {}
+    for name, fn in (("eager", lambda a, b, p, m: ssim(a, b, p, mask=m)),
+                     ("compiled", lambda a, b, p, m: ssim(a, b, p, mask=m, compile=True)),
+                     ("skimage", lambda a, b, p, m: ssim_skimage(a, b, p, mask=m))):
+        run(fn)  # warm (workspaces, compiled kernels)
+        out[name] = min(timed(lambda: run(fn))[1] for _ in range(3 if name != "skimage" else 1)) / 12 * 1e3
+    return out
 
 
 def main() -> None:
@@ -90,68 +146,89 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=None, help="first N pairs only (default: all 12,000)")
     ap.add_argument("--protocols", default="defgan,pg2")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=2, help="timing rounds (minimum reported)")
+    ap.add_argument("--mask-check", type=int, default=500, help="pairs checked against scikit-image when masked")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
     ap.add_argument("--out", type=Path, default=None, help="write the markdown report here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    info = machine()
+    info, load_start = machine(), load_avg()
+    bw_l3, bw_dram = copy_bandwidth(8 << 20), copy_bandwidth(256 << 20)
 
     (src, tgt, mask, n_images), t_load = timed(lambda: load_pairs(args.root, args.n))
     n = src.shape[0]
-    print(f"loaded {n} pairs ({n_images} distinct images) + target pose masks in {t_load:.1f} s")
+    print(f"loaded {n} pairs ({n_images} distinct images) + target pose masks in {t_load:.1f} s; copy bandwidth "
+          f"{bw_l3:.0f} GB/s (8 MB), {bw_dram:.0f} GB/s (256 MB)")
+    msrc, mtgt = apply_mask(src, mask).contiguous(), apply_mask(tgt, mask).contiguous()
 
     rows = []
     for proto in [p.strip() for p in args.protocols.split(",") if p.strip()]:
         assert proto in PROTOCOLS, proto
-        ours, t_ours = timed(lambda: ssim(src, tgt, proto))
-        t_compile = t_comp = None
-        diff_comp = None
+        t_compile = None
         if not args.no_compile:
             _, t_compile = timed(lambda: ssim(src[:8], tgt[:8], proto, compile=True))
-            comp, t_comp = timed(lambda: ssim(src, tgt, proto, compile=True))
-        ref, t_ref = timed(lambda: ssim_skimage(src, tgt, proto))
+        times = {"eager": [], "compiled": [], "skimage": []}
+        for rnd in range(args.rounds):
+            ours, t = timed(lambda: ssim(src, tgt, proto))
+            times["eager"].append(t)
+            if not args.no_compile:
+                comp, t = timed(lambda: ssim(src, tgt, proto, compile=True))
+                times["compiled"].append(t)
+            ref, t = timed(lambda: ssim_skimage(src, tgt, proto))
+            times["skimage"].append(t)
+            print(f"{proto} round {rnd + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v)
+                  + f" (load {load_avg()})", flush=True)
+        best = {k: min(v) for k, v in times.items() if v}
         diff = float(np.abs(ours.numpy() - ref).max())
-        if not args.no_compile:
-            diff_comp = float(np.abs(comp.numpy() - ref).max())
-        mask_floor, t_mask = timed(lambda: ssim(src, tgt, proto, mask=mask))
-        k = min(500, n)
-        mask_ref = ssim_skimage(src[:k], tgt[:k], proto, mask=mask[:k])
-        mask_diff = float(np.abs(mask_floor[:k].numpy() - mask_ref).max())
-        row = dict(protocol=proto, n=n, t_ours=t_ours, t_compile=t_compile, t_comp=t_comp, t_ref=t_ref, diff=diff,
-                   diff_comp=diff_comp, floor=float(ref.mean()), floor_ours=float(ours.mean()),
-                   mask_floor=float(mask_floor.mean()), t_mask=t_mask, mask_diff=mask_diff, mask_k=k)
+        diff_comp = float(np.abs(comp.numpy() - ref).max()) if not args.no_compile else None
+        acc_plain = float32_accuracy(src, tgt, proto)
+        acc_mask = float32_accuracy(msrc, mtgt, proto)
+        mask_floor = ssim(msrc, mtgt, proto)
+        k = min(args.mask_check, n)
+        mask_diff = float(np.abs(mask_floor[:k].numpy() - ssim_skimage(msrc[:k], mtgt[:k], proto)).max())
+        row = dict(protocol=proto, n=n, best=best, times=times, t_compile=t_compile, diff=diff, diff_comp=diff_comp,
+                   floor=float(ref.mean()), floor_ours=float(ours.mean()), mask_floor=float(mask_floor.mean()),
+                   mask_diff=mask_diff, mask_k=k, acc_plain=acc_plain, acc_mask=acc_mask)
         rows.append(row)
-        comp_txt = (f"compiled {t_comp:.2f} s ({t_ref / t_comp:.1f}x, compile {t_compile:.1f} s, max diff "
-                    f"{diff_comp:.1e}); " if t_comp else "")
-        print(f"{proto}: ours {t_ours:.2f} s ({t_ref / t_ours:.1f}x); {comp_txt}skimage {t_ref:.1f} s; "
-              f"max |ours - skimage| {diff:.1e}; copy-source floor {ref.mean():.4f}; mask-SSIM floor "
-              f"{mask_floor.mean():.4f} (max diff on {k} pairs {mask_diff:.1e})")
+        ratios = ", ".join(f"{k} {best['skimage'] / v:.1f}x" for k, v in best.items() if k != "skimage")
+        print(f"{proto}: best of {args.rounds}: skimage {best['skimage']:.1f} s, " + ", ".join(
+            f"{k} {v:.2f} s" for k, v in best.items() if k != "skimage") + f" -> {ratios}; max |ours - skimage| "
+              f"{diff:.1e}; float32 vs float64 plain {acc_plain}, masked {acc_mask}; floor {ref.mean():.4f}, "
+              f"mask floor {mask_floor.mean():.4f} (max diff on {k} pairs {mask_diff:.1e})", flush=True)
+    small = small_batches(src, tgt, mask)
+    print("small batches (12 calls x 64 pairs), ms per call: " + ", ".join(f"{k} {v:.1f}" for k, v in small.items()))
 
+    cmd = (f"OMP_NUM_THREADS={args.threads} python benchmarks/bench_ssim.py --protocols {args.protocols}"
+           + (f" --n {args.n}" if args.n else "") + (" --no-compile" if args.no_compile else "")
+           + f" --rounds {args.rounds}" + (f" --out {args.out}" if args.out else ""))
     md = [f"# SSIM: batched torch vs scikit-image's per-image loop ({n} Market-1501 test pairs)", "",
-          "Command (from the repository root):", "",
-          f"    OMP_NUM_THREADS={args.threads} python benchmarks/bench_ssim.py"
-          + (f" --n {args.n}" if args.n else "") + (" --no-compile" if args.no_compile else "")
-          + (f" --out {args.out}" if args.out else ""), "",
-          f"Machine: {info}.", "",
-          f"Decoding the {n_images} distinct images of the {n} pairs (+ target pose masks) took {t_load:.1f} s and is "
-          "not part of any timing below. Inputs: the pairs of `market-pairs-test.csv` with the source image as the "
-          "'generated' one, i.e. the copy-the-source floor.", "",
+          f"Command (from the repository root): `{cmd}`; {time.strftime('%Y-%m-%d')}.", "",
+          f"Machine: {info}; load average {load_start} at the start. Copy bandwidth {bw_l3:.0f} GB/s (8 MB buffer), "
+          f"{bw_dram:.0f} GB/s (256 MB).", "",
+          f"Decoding the {n_images} distinct images of the {n} pairs (+ target pose masks) took {t_load:.1f} s, not "
+          "part of any timing. Inputs: the pairs of `market-pairs-test.csv` with the source image as the "
+          "'generated' one, i.e. the copy-the-source floor. Times: best of "
+          f"{args.rounds} rounds, each round ours eager, ours compiled, scikit-image in turn.", "",
           "| protocol | scikit-image loop (s) | ours eager (s) | speed-up | ours compiled (s) | speed-up | "
-          "max abs diff (eager / compiled) | copy-source floor SSIM | mask-SSIM floor |",
+          "max abs diff to skimage (eager / compiled) | copy-source floor | mask-SSIM floor |",
           "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        comp = (f"{r['t_comp']:.2f} (+{r['t_compile']:.0f} s compile once) | {r['t_ref'] / r['t_comp']:.1f}x"
-                if r["t_comp"] else "n/a | n/a")
+        b = r["best"]
+        comp = (f"{b['compiled']:.2f} (+{r['t_compile']:.0f} s compile once) | {b['skimage'] / b['compiled']:.1f}x"
+                if "compiled" in b else "n/a | n/a")
         dc = f"{r['diff_comp']:.1e}" if r["diff_comp"] is not None else "n/a"
-        md.append(f"| {r['protocol']} | {r['t_ref']:.1f} | {r['t_ours']:.2f} | {r['t_ref'] / r['t_ours']:.1f}x | "
+        md.append(f"| {r['protocol']} | {b['skimage']:.1f} | {b['eager']:.2f} | {b['skimage'] / b['eager']:.1f}x | "
                   f"{comp} | {r['diff']:.1e} / {dc} | {r['floor']:.4f} | {r['mask_floor']:.4f} |")
-    md += ["", "- speed-up = scikit-image seconds / ours seconds, both on the same decoded uint8 images in this run.",
-           "- max abs diff: over all pairs, per-image SSIM, ours vs scikit-image (target < 1e-4).",
-           "- copy-source floor: mean scikit-image SSIM of (source, target); the published Market-1501 figure for "
-           "`defgan` is about 0.151.",
-           "- mask-SSIM floor: ours, both images multiplied by the target pose mask (`reid_aug.pose.pose_masks`); "
-           + "; ".join(f"{r['protocol']}: max diff to scikit-image {r['mask_diff']:.1e} on the first {r['mask_k']} "
-                       "pairs" for r in rows) + "."]
+    md += ["", "Float32 accuracy (eager, all pairs; float64 re-computation decided by the error estimate):", "",
+           "| protocol | images | max abs float32 - float64 before re-computation | recomputed in float64 | "
+           "max error / (2^-24 est) | max abs final - float64 |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        for label, acc in (("plain", r["acc_plain"]), ("masked", r["acc_mask"])):
+            md.append(f"| {r['protocol']} | {label} | {acc[0]:.1e} | {acc[1]} of {r['n']} | {acc[2]:.2f} | "
+                      f"{acc[3]:.1e} |")
+    md += ["", f"Small batches as `evaluate_generator` makes them (12 calls on 64 pairs: 3 rows x 2 protocols x "
+           f"plain/masked), ms per call: eager {small['eager']:.1f}, compiled {small['compiled']:.1f}, scikit-image "
+           f"{small['skimage']:.1f}.", ""]
     text = "\n".join(md) + "\n"
     print(text)
     if args.out:

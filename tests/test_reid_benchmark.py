@@ -194,7 +194,8 @@ def test_one_epoch_benchmark_writes_report(tiny_synthetic, augmented, tmp_path, 
     assert set(results["runs"]) == {"baseline_seed0", "augmented_seed0"}
     for rec in results["runs"].values():
         assert 0 <= rec["rank1"] <= rec["rank5"] <= 1 and 0 < rec["mAP"] <= 1
-        assert 0 <= rec["rerank"]["mAP"] <= 1 and rec["epochs"] == 1 and rec["wall_s"] > 0
+        assert 0 <= rec["rerank"]["mAP"] <= 1 and rec["wall_s"] > 0
+    assert results["runs"]["augmented_seed0"]["epochs"] == 1
     assert results["runs"]["augmented_seed0"]["n_train_synthetic"] > 0
     assert results["runs"]["baseline_seed0"]["n_train_synthetic"] == 0
     report = (out / "report.md").read_text()
@@ -212,10 +213,28 @@ def test_one_epoch_benchmark_writes_report(tiny_synthetic, augmented, tmp_path, 
     paths = sorted(str(p) for p in (tiny_synthetic).rglob("*.jpg"))[:4]
     f = extract_features(model, paths, cfg.data.height, cfg.data.width, batch_size=2)
     assert f.shape == (4, results["runs"]["augmented_seed0"]["feature_dim"]) and torch.isfinite(f).all()
+    # the demo recipe is iteration-matched: the baseline (fewer images) takes exactly the augmented run's steps
+    base, aug = results["runs"]["baseline_seed0"], results["runs"]["augmented_seed0"]
+    per_epoch = {v: (r["n_train_real"] + r["n_train_synthetic"]) // 8 for v, r in (("b", base), ("a", aug))}
+    assert per_epoch["a"] > per_epoch["b"]
+    assert aug["iterations"] == per_epoch["a"] == base["iterations"] == sum(h["iterations"] for h in base["history"])
+    assert base["epochs"] == -(-per_epoch["a"] // per_epoch["b"]) > 1 and base["budget"] == "iterations"
+    assert f"iteration-matched: both variants take {aug['iterations']} optimizer steps" in report
+    assert results["seeds"] == [0] and "seeds" not in results["setup"]
     # a restart skips the finished runs
+    train_for_real = bm._train_and_evaluate
     monkeypatch.setattr(bm, "_train_and_evaluate", lambda *a, **k: pytest.fail("finished run trained again"))
     run_benchmark(cfg, dataset=str(tiny_synthetic), augmented_dir=augmented, seeds=[0], generator_eval=gen_eval,
                   out_dir=out)
+    # extending the seeds on the same folder trains only the new seed's runs
+    trained = []
+    monkeypatch.setattr(bm, "_train_and_evaluate", lambda *a, **k: trained.append(a[2:4]) or train_for_real(*a, **k))
+    run_benchmark(cfg, dataset=str(tiny_synthetic), augmented_dir=augmented, seeds=[0, 1], generator_eval=gen_eval,
+                  out_dir=out)
+    assert trained == [("baseline", 1), ("augmented", 1)]
+    results = json.loads((out / "results.json").read_text())
+    assert results["seeds"] == [0, 1] and len(results["runs"]) == 4
+    assert results["runs"]["baseline_seed1"]["iterations"] == results["runs"]["augmented_seed1"]["iterations"]
     # ... but refuses to mix results of another config
     other = resolve_benchmark(model="osnet_x0_25", recipe="reid_synthetic", pretrained=False,
                               overrides=["train.epochs=2"])
@@ -268,3 +287,107 @@ def test_training_resumes_from_its_epoch_checkpoint(tiny_synthetic, tmp_path):
     assert part["history"][1]["lr"] == pytest.approx(0.5e-3)      # the scheduler state came back too
     for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-5), k
+
+
+def test_training_plan_matches_iterations():
+    from reid_aug.reid.benchmark import resolve_benchmark, training_plan
+
+    demo = resolve_benchmark(recipe="reid_synthetic", overrides=["train.epochs=10", "train.batch_size=16"])
+    assert demo.train.budget == "iterations"
+    plan = training_plan(demo, {"baseline": 600, "augmented": 1500})
+    # augmented 93 it/epoch x 10 = 930; the baseline (37 it/epoch) 930 / 37 = 25.14 epochs -> 26, the last cut
+    assert plan["augmented"] == {"budget": "iterations", "epochs": 10, "iters_per_epoch": 93, "total_iters": 930,
+                                 "lr_step_iters": 0, "epochs_equivalent": 10.0}
+    b = plan["baseline"]
+    assert (b["epochs"], b["iters_per_epoch"], b["total_iters"], b["lr_step_iters"]) == (26, 37, 930, 93)
+    assert 25 * 37 < 930 <= 26 * 37 and b["epochs_equivalent"] == pytest.approx(930 / 37)
+    # epochs budget: the old behaviour, whole epochs each
+    ep = resolve_benchmark(recipe="reid_synthetic", overrides=["train.budget=epochs", "train.epochs=10",
+                                                               "train.batch_size=16"])
+    plan = training_plan(ep, {"baseline": 600, "augmented": 1500})
+    assert [(p["epochs"], p["total_iters"], p["lr_step_iters"]) for p in plan.values()] == [(10, 370, 0), (10, 930, 0)]
+    # without an augmented folder the budget has no effect; max_iters_per_epoch caps both variants
+    assert training_plan(demo, {"baseline": 600})["baseline"]["total_iters"] == 370
+    capped = resolve_benchmark(recipe="reid_synthetic", overrides=["train.epochs=4", "train.batch_size=16",
+                                                                   "train.max_iters_per_epoch=50"])
+    plan = training_plan(capped, {"baseline": 600, "augmented": 1500})
+    assert plan["augmented"]["total_iters"] == 200 and plan["baseline"]["total_iters"] == 200
+    assert plan["baseline"]["epochs"] == 6 and plan["baseline"]["lr_step_iters"] == 50       # 37 it/epoch
+    # real Market-1501 CPU recipe, K = 10 (+7,510 images): every seed's pair is iteration-matched
+    market = resolve_benchmark(recipe="reid_cpu_market")
+    plan = training_plan(market, {"baseline": 12936, "augmented": 12936 + 7510})
+    assert plan["baseline"]["total_iters"] == plan["augmented"]["total_iters"] == market.train.epochs * 638
+    assert resolve_benchmark(recipe="reid_resnet50_market").train.budget == "epochs"
+    with pytest.raises(Exception, match="train.budget"):
+        resolve_benchmark(recipe="reid_synthetic", overrides=["train.budget=steps"])
+
+
+def test_epochs_budget_keeps_old_behaviour(tiny_synthetic, augmented, tmp_path, monkeypatch):
+    from reid_aug.reid import benchmark as bm
+    from reid_aug.reid.benchmark import resolve_benchmark, run_benchmark
+
+    cfg = resolve_benchmark(model="osnet_x0_25", recipe="reid_synthetic", pretrained=False,
+                            overrides=["train.budget=epochs", "train.epochs=1", "train.batch_size=8",
+                                       "data.batch_size_test=32", "data.workers=0"])
+    out = run_benchmark(cfg, dataset=str(tiny_synthetic), augmented_dir=augmented, seeds=[0], out_dir=tmp_path / "b")
+    results = json.loads((out / "results.json").read_text())
+    for rec in results["runs"].values():
+        n_train = rec["n_train_real"] + rec["n_train_synthetic"]
+        assert rec["epochs"] == 1 and rec["iterations"] == n_train // 8 == rec["history"][0]["iterations"]
+        assert rec["budget"] == "epochs"
+    assert results["runs"]["augmented_seed0"]["iterations"] > results["runs"]["baseline_seed0"]["iterations"]
+    report = (out / "report.md").read_text()
+    assert "Training budget: epochs" in report and "iteration-matched: both" not in report
+    # a folder written before train.budget existed (no such key) is the epochs budget: resumed, not refused
+    monkeypatch.setattr(bm, "_train_and_evaluate", lambda *a, **k: pytest.fail("finished run trained again"))
+    old = json.loads((out / "results.json").read_text())
+    del old["setup"]["config"]["train"]["budget"]
+    (out / "results.json").write_text(json.dumps(old))
+    run_benchmark(cfg, dataset=str(tiny_synthetic), augmented_dir=augmented, seeds=[0], out_dir=out)
+    # ... but another budget on the same folder is refused
+    other = resolve_benchmark(model="osnet_x0_25", recipe="reid_synthetic", pretrained=False,
+                              overrides=["train.budget=iterations", "train.epochs=1", "train.batch_size=8",
+                                         "data.batch_size_test=32", "data.workers=0"])
+    with pytest.raises(Exception, match="different benchmark"):
+        run_benchmark(other, dataset=str(tiny_synthetic), augmented_dir=augmented, seeds=[0], out_dir=out)
+
+
+def test_iteration_budget_cuts_the_last_epoch_and_steps_lr_by_iterations(tiny_synthetic, tmp_path):
+    """total_iters / lr_step_iters: epochs of 3 it, 7 it in all -> 3 + 3 + 1; LR halves after iteration 5
+    (an "epoch" of the augmented run); a kill after epoch 1 + resume gives the same run."""
+    from reid_aug.dataset.market import load_dataset
+    from reid_aug.reid.benchmark import build_model
+    from reid_aug.reid.data import build_datamanager, build_splits, import_torchreid
+    from reid_aug.reid.engine import make_engine_class, seed_everything, train_epochs
+
+    reid = import_torchreid()
+    splits = build_splits(load_dataset(tiny_synthetic))
+
+    def engine():
+        seed_everything(5)
+        dm = build_datamanager(splits, 64, 32, ["random_flip"], batch_size=8, workers=0)
+        model = build_model("osnet_x0_25", dm.num_train_pids)
+        opt = reid.optim.build_optimizer(model, optim="adam", lr=1e-3)
+        sched = reid.optim.build_lr_scheduler(opt, lr_scheduler="single_step", stepsize=1, gamma=0.5)
+        return make_engine_class()(dm, model, opt, sched)
+
+    kw = dict(max_iters_per_epoch=3, total_iters=7, lr_step_iters=5)
+    straight = train_epochs(engine(), 3, tmp_path / "a.pt", **kw)
+    assert straight["iterations"] == 7 and [h["iterations"] for h in straight["history"]] == [3, 3, 1]
+    assert [h["lr"] for h in straight["history"]] == pytest.approx([1e-3, 1e-3, 0.5e-3])
+    assert straight["history"][-1]["lr_end"] == pytest.approx(0.5e-3)     # one step at 5, none at 7
+
+    class Killed(Exception):
+        pass
+
+    def kill(epoch, rec):
+        raise Killed
+
+    with pytest.raises(Killed):
+        train_epochs(engine(), 3, tmp_path / "b.pt", on_epoch_end=kill, **kw)
+    resumed = train_epochs(engine(), 3, tmp_path / "b.pt", **kw)
+    assert [h["iterations"] for h in resumed["history"]] == [3, 3, 1]
+    assert [h["loss"] for h in resumed["history"]] == pytest.approx([h["loss"] for h in straight["history"]], rel=1e-5)
+    assert [h["lr_end"] for h in resumed["history"]] == pytest.approx([h["lr_end"] for h in straight["history"]])
+    with pytest.raises(ValueError, match="cannot reach"):
+        train_epochs(engine(), 2, tmp_path / "c.pt", **kw)

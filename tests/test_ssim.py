@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
+import reid_aug.metrics.ssim as ssim_mod
 from reid_aug.metrics import MetricsError
-from reid_aug.metrics.ssim import (PROTOCOLS, apply_mask, l1_pm1, psnr, real_to_uint8, ssim, ssim_skimage,
-                                   to_uint8)
+from reid_aug.metrics.ssim import (PROTOCOLS, apply_mask, data_range_of, l1_pm1, psnr, real_to_uint8,
+                                   release_workspaces, ssim, ssim_skimage, to_uint8)
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 TOL = 1e-4  # the issue's bar; observed differences are ~1e-8
@@ -50,11 +51,80 @@ def test_float64_path_and_chunking_agree(protocol):
 
 
 def test_compiled_path_equals_skimage():
-    """compile=True (torch.compile'd fused kernel; eager fallback where no compiler): same values."""
-    a, b = _rand_pairs(n=11, seed=4)  # one full chunk of 8 and a zero-padded one
+    """compile=True (torch.compile'd fused kernels; eager fallback where no compiler): same values."""
+    assert ssim_mod.COMPILE_CHUNK < 11 < 2 * ssim_mod.COMPILE_CHUNK  # one full chunk and a zero-padded one
+    a, b = _rand_pairs(n=11, seed=4)
     a[0] = (a[0] // 60) + 100  # small data range: recomputed in float64 after the compiled pass
     for p in PROTOCOL_NAMES:
         assert np.abs(ssim(a, b, p, compile=True).numpy() - ssim_skimage(a, b, p)).max() < TOL
+
+
+def _structured_pairs(n=6, seed=7):
+    """Images with large flat areas far from the image mean (the worst case for float32 cancellation: a masked
+    person on black, a bright sky over dark ground), plus some texture."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.zeros(n, 3, 128, 64, dtype=torch.uint8)
+    a[:, :, :40] = 250
+    a[:, :, 60:100, 20:44] = torch.randint(0, 256, (n, 3, 40, 24), dtype=torch.uint8, generator=g)
+    b = a.clone()
+    b[:, :, 50:110, 10:50] = torch.randint(0, 256, (n, 3, 60, 40), dtype=torch.uint8, generator=g)
+    b[1] = 255 - b[1]
+    return a, b
+
+
+@pytest.mark.parametrize("protocol", PROTOCOL_NAMES)
+def test_float32_error_estimate_bounds_the_error(protocol):
+    """The float32 chunk's error (vs float64) stays below its own estimate EST_FACTOR * 2^-24 * est, on random,
+    structured and masked images: the criterion that decides which images are recomputed is sound."""
+    proto = PROTOCOLS[protocol]
+    a1, b1 = _rand_pairs(n=8, seed=11)
+    a2, b2 = _structured_pairs()
+    a = torch.cat([a1, a2, apply_mask(a1, torch.zeros(8, 1, 128, 64).index_fill_(2, torch.arange(30, 90), 1))])
+    b = torch.cat([b1, b2, apply_mask(b1, torch.zeros(8, 1, 128, 64).index_fill_(2, torch.arange(30, 90), 1))])
+    r = data_range_of(a, proto)
+    v32, est = ssim_mod._ssim_chunk(a, b, r, proto, torch.float32, True)
+    v64, _ = ssim_mod._ssim_chunk(a, b, r, proto, torch.float64, False)
+    assert torch.isfinite(est).all() and (est >= 1).all()
+    assert ((v32 - v64).abs() <= ssim_mod.EST_FACTOR * ssim_mod.F32_UNIT * est).all()
+    assert np.abs(v64.numpy() - ssim_skimage(a, b, protocol)).max() < 1e-12
+
+
+def test_suspect_images_are_recomputed_in_float64(monkeypatch):
+    """With a zero tolerance every float32 value is redone in float64 (and equals the float64 path); a constant
+    generated image (data range 0) is always redone and gives what scikit-image gives."""
+    a, b = _rand_pairs(n=5, seed=12)
+    for p in PROTOCOL_NAMES:
+        f64 = ssim(a, b, p, dtype=torch.float64)
+        monkeypatch.setattr(ssim_mod, "F32_TOL", 0.0)
+        assert (ssim(a, b, p) - f64).abs().max() < 1e-12
+        monkeypatch.undo()
+    flags = ssim_mod._float32_suspect(torch.tensor([1.0, 1.0, 1e9, float("nan")]), torch.tensor([255.0, 0.5, 255, 255]),
+                                      torch.zeros(4, dtype=torch.float64))
+    assert flags.tolist() == [False, True, True, True]
+
+
+def test_runs_single_threaded_and_restores_torch_threads():
+    """CPU SSIM runs with CPU_THREADS intra-op threads (small products; a busy second core made calls 60x slower)
+    and leaves torch's setting as it was."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        a, b = _rand_pairs(n=3, seed=14)
+        assert np.abs(ssim(a, b, "pg2").numpy() - ssim_skimage(a, b, "pg2")).max() < TOL
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_workspaces_are_reused_and_released():
+    """Buffers persist between calls (no page faults per chunk) and results do not depend on what ran before."""
+    a, b = _rand_pairs(n=10, seed=13)
+    first = ssim(a, b, "defgan")
+    ssim(a[:, :, :50, :40].contiguous(), b[:, :, :50, :40].contiguous(), "pg2")  # other shapes in between
+    ssim(a[:3], b[:3], "defgan", chunk=2)
+    assert torch.equal(ssim(a, b, "defgan"), first)
+    release_workspaces()
+    assert torch.equal(ssim(a, b, "defgan"), first)
 
 
 def test_other_image_sizes_and_grey():
@@ -96,6 +166,8 @@ def test_bad_input_is_a_clear_error():
         ssim(a, b, mask=torch.full((2, 1, 128, 64), 0.5))
     with pytest.raises(MetricsError, match="window"):
         ssim(a[..., :5, :5], b[..., :5, :5])
+    with pytest.raises(MetricsError, match="dtype"):
+        ssim(a, b, dtype=torch.float16)
 
 
 def test_uint8_conversions_and_l1():

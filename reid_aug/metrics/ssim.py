@@ -24,20 +24,40 @@ What scikit-image does (``skimage/metrics/_structural_similarity.py``, 0.26), re
 Because only the cropped interior is averaged, and every interior value's window lies inside the image, the
 filters never see the border mode (``reflect``): a *valid* separable correlation gives exactly the interior.
 
-Numerics. On CPU the filtering runs in float32 (banded matrix products) on images centred by their
-per-channel mean, so ``E[x^2] - E[x]^2`` cancels on small numbers; a worst-case bound of the float32 rounding
-error relative to ``C2`` is ``~6.7e-5 * (m / R)^2`` (``m`` the largest centred magnitude of either image, ``R`` the
-data range). Images whose bound exceeds 1e-4 (e.g. a near-constant generated image, ``R`` tiny, against a real
-one) are recomputed in float64, so the result agrees with scikit-image to well below 1e-4 (observed on the
-12,000 Market-1501 test pairs: max 1.4e-6, masked 7.3e-6). ``dtype=torch.float64`` agrees to ~1e-15.
-On CUDA everything runs in float64 (TF32 matmuls could otherwise change the result).
-Per-image sums are accumulated in float64. ``compile=True`` runs the same float32 computation as one
-``torch.compile``'d function (fused loops, about 2x faster than eager on CPU) with the same float64 re-computation.
+How it is computed (one chunk of B pairs at a time, every step batched over the chunk, no per-image Python loop;
+the buffers live in a per-thread workspace reused across chunks and calls, because on this VM a fresh 1 MB buffer
+costs ~0.6 ms of page faults, more than the SSIM of a pair):
+
+1. four planes per colour channel: ``x``, ``y`` (each minus the integer nearest its channel mean, so every plane
+   holds exact small integers), ``x^2 + y^2`` (only ``vx + vy`` is needed) and ``x y``;
+2. eager (default): the H pass as one batched product per block of 12 output rows (banded filter block times the
+   rows it needs, all planes of all images as columns; the factors ``cov_norm``, ``2 cov_norm`` of planes 3, 4 are
+   folded into the band), the W pass as banded products against the *transposed* H output (BLAS reads it
+   transposed, no copy), then the SSIM map in ~15 in-place element-wise operations whose per-image constants are
+   laid out as (rows, B, C) so every loop runs over long contiguous rows, summed per channel;
+3. ``compile=True``: three ``torch.compile``'d kernels (inductor C++): the planes; the H pass as shifted sums
+   (symmetric Gaussian taps paired, the uniform window as plain sums of exact integers); the W pass, the SSIM map
+   and its row sums (plus the error estimate below) fused into one loop. 2-3x faster than eager on CPU.
+
+Numerics. scikit-image computes in float64. On CUDA everything here runs in float64 (~1e-15). On CPU the default
+work type is float32, on exact integer planes. What float32 loses is the cancellation in ``E[x^2] - ux^2``
+(relative to the ``B2 = cov_norm (vx + vy) + C2`` it is divided by), so the rounding error of an image's mean SSIM
+is ``~ 2^-24 (1 + mean(q / B2))`` with ``q = ux^2 + uy^2`` of the centred local means (a worst-case bound has a
+factor ~100 instead of the measured <= 5 and would send most masked images to float64). Every call computes this
+estimate from the image's own filtered planes; images where ``EST_FACTOR`` times it exceeds ``F32_TOL``, whose data
+range is below 1 (e.g. a constant generated image: C1 = C2 = 0) or whose value is not finite are recomputed in
+float64. ``EST_FACTOR = 10`` is twice the largest ratio measured on the 12,000 Market-1501 test pairs, plain and
+masked, both protocols (benchmarks/results/ssim.md: errors <= 1e-5 before re-computation; ~1 % of masked images are
+recomputed). ``dtype=torch.float64`` forces float64 (agrees with scikit-image to ~1e-15).
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -46,6 +66,17 @@ import torch
 from reid_aug.metrics import MetricsError
 
 log = logging.getLogger(__name__)
+
+F32_UNIT = 2.0 ** -24  # float32 unit roundoff
+EST_FACTOR = 10.0  # error <= EST_FACTOR * F32_UNIT * (1 + mean(q / B2)); measured ratio <= 4.9 (module docstring)
+F32_TOL = 5e-5  # images whose float32 estimate exceeds this are recomputed in float64 (the bar is 1e-4)
+CPU_CHUNK = 8  # pairs per step on CPU: ~10 MB of float32 buffers (measured best of 4, 8, 16, 32)
+CUDA_CHUNK = 512
+COMPILE_CHUNK = 8  # the compiled kernels see one fixed chunk shape (the last chunk is zero-padded)
+ROW_BLOCK = 12  # output rows per banded block: 22 multiply-adds per output for 11 taps (measured best of 6-30)
+# Intra-op threads while computing SSIM on CPU (None: leave torch's setting). The products here are small
+# (~3 MFLOP); on this shared 2-core VM two OpenMP threads made every call 60x slower (waiting for a busy core).
+CPU_THREADS: int | None = 1
 
 
 @dataclass(frozen=True)
@@ -109,6 +140,13 @@ def _kernel1d(protocol: SSIMProtocol) -> tuple[float, ...]:
     return tuple(1.0 / protocol.win_size for _ in range(protocol.win_size))
 
 
+def _plane_scales(protocol: SSIMProtocol) -> tuple[float, ...]:
+    """Factors folded into the H-pass band of each plane (x, y, x^2 + y^2, x y): the filtered planes come out as
+    ``ux, uy, cov_norm E[x^2 + y^2], 2 cov_norm E[x y]``, which saves two passes over the SSIM map."""
+    cn = protocol.cov_norm
+    return (1.0, 1.0, cn, 2.0 * cn)
+
+
 def _check_pair(img1: torch.Tensor, img2: torch.Tensor, win_size: int) -> None:
     if not (isinstance(img1, torch.Tensor) and isinstance(img2, torch.Tensor)):
         raise MetricsError("ssim expects torch tensors (B, C, H, W) of dtype uint8")
@@ -147,188 +185,291 @@ def data_range_of(img1: torch.Tensor, protocol: SSIMProtocol) -> torch.Tensor:
     return torch.full((img1.shape[0],), float(protocol.data_range), dtype=torch.float64, device=img1.device)
 
 
-def _band(taps: tuple[float, ...], n_in: int) -> torch.Tensor:
-    """(n_in - t + 1, n_in) float64 matrix of the *valid* correlation with ``taps``."""
-    t = len(taps)
-    m = torch.zeros(n_in - t + 1, n_in, dtype=torch.float64)
-    k = torch.tensor(taps, dtype=torch.float64)
-    for i in range(n_in - t + 1):
-        m[i, i:i + t] = k
-    return m
+# --------------------------------------------------------------------------- filter bands and work buffers
+def _row_blocks(n_out: int, target: int = ROW_BLOCK) -> list[tuple[int, int]]:
+    n_blocks = max(1, round(n_out / target))
+    edges = [round(i * n_out / n_blocks) for i in range(n_blocks + 1)]
+    return list(zip(edges[:-1], edges[1:]))
 
 
 @lru_cache(maxsize=64)
-def _filter_mats(taps: tuple[float, ...], h: int, w: int, dtype: torch.dtype, device: str):
-    """H pass: row blocks ``(a, b, M)`` (outputs ``a:b`` from inputs ``a:b+t-1``); W pass: ``Kw^T`` (W, W').
-
-    Blocking the banded H matrix into ~20-row pieces keeps the matmul's wasted multiply-adds by zero low
-    (about 30 per output instead of H) while each block is still one large matrix product.
-    """
+def _bands(taps: tuple[float, ...], n_in: int, scales: tuple[float, ...], dtype: torch.dtype, device: str):
+    """Blocks ``(a, b, M)`` of the *valid* correlation with ``taps`` along an axis of length ``n_in``: outputs
+    ``a:b`` come from inputs ``a:b+t-1`` as ``M @ rows``; ``M`` is (len(scales), b-a, b-a+t-1), one scaled copy
+    of the band per plane (computed in float64, then cast)."""
     t = len(taps)
-    n_out = h - t + 1
-    n_blocks = max(1, round(n_out / 20))
-    edges = [round(i * n_out / n_blocks) for i in range(n_blocks + 1)]
-    full = _band(taps, h)
-    blocks = [(a, b, full[a:b, a:b + t - 1].to(device=device, dtype=dtype)) for a, b in zip(edges[:-1], edges[1:])]
-    kw_t = _band(taps, w).T.contiguous().to(device=device, dtype=dtype)
-    return blocks, kw_t
+    k = torch.tensor(taps, dtype=torch.float64)
+    s = torch.tensor(scales, dtype=torch.float64).view(-1, 1, 1)
+    out = []
+    for a, b in _row_blocks(n_in - t + 1):
+        m = torch.zeros(b - a, b - a + t - 1, dtype=torch.float64)
+        for i in range(b - a):
+            m[i, i:i + t] = k
+        out.append((a, b, (s * m).to(device=device, dtype=dtype).contiguous()))
+    return out
 
 
-def _workspace(ws: dict | None, b: int, c: int, h: int, w: int, t: int, dtype, device) -> dict:
-    """Buffers reused across chunks of one call: fresh large allocations cost page faults on every chunk."""
-    key = (b, c, h, w, t, dtype, str(device))
-    if ws is None or ws.get("key") != key:
-        hp, wp = h - t + 1, w - t + 1
-        ws = {"key": key,
-              "z": torch.empty((4, h, b, c, w), dtype=dtype, device=device),
-              "rows": torch.empty((4, hp, b * c * w), dtype=dtype, device=device),
-              "u": torch.empty((4 * hp * b * c, wp), dtype=dtype, device=device),
-              "tmp": torch.empty((hp, b, c, wp), dtype=dtype, device=device)}
-    return ws
+_LOCAL = threading.local()
+_MAX_WORKSPACES = 4
 
 
+def _workspace(key: tuple, shapes: dict[str, tuple[int, ...]], dtype: torch.dtype = torch.float32,
+               device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Contiguous views of the given shapes over per-thread buffers that are kept across chunks and calls (and
+    grow to the largest request seen for ``key``): fresh large allocations cost a page fault per 4 KiB on every
+    chunk, on this VM about as much as the SSIM itself. ``release_workspaces()`` frees them."""
+    cache = getattr(_LOCAL, "cache", None)
+    if cache is None:
+        cache = _LOCAL.cache = OrderedDict()
+    sizes = {k: math.prod(v) for k, v in shapes.items()}
+    flat = cache.get(key)
+    if flat is None or any(k not in flat or flat[k].numel() < n for k, n in sizes.items()):
+        cache.pop(key, None)
+        flat = {k: torch.empty(n, dtype=dtype, device=device) for k, n in sizes.items()}
+        cache[key] = flat
+        while len(cache) > _MAX_WORKSPACES:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(key)
+    return {k: flat[k][:sizes[k]].view(shapes[k]) for k in shapes}
+
+
+def release_workspaces() -> None:
+    """Free the buffers this thread keeps between ``ssim`` calls (a few tens of MB on CPU)."""
+    _LOCAL.cache = OrderedDict()
+
+
+def _build_planes(img1: torch.Tensor, img2: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """z (4, H, B, C, W) <- x - cx, y - cy, (x - cx)^2 + (y - cy)^2, (x - cx)(y - cy), where cx, cy (B, C) are the
+    integers nearest each channel's mean: every plane holds exact small integers. Returns (cx, cy).
+
+    Every step writes into ``z`` (no temporaries: a fresh 1.5 MB buffer per chunk costs more in page faults than
+    the arithmetic)."""
+    b, c, h, w = img1.shape
+    offsets = []
+    for img, plane in ((img1, z[0]), (img2, z[1])):
+        plane.copy_(img.permute(2, 0, 1, 3))
+        # any integer near the mean will do (it only keeps the magnitudes small), so a float32 sum is fine
+        off = plane.sum((0, 3)).div_(h * w).round_()
+        plane.sub_(off.view(b, c, 1))
+        offsets.append(off)
+    torch.mul(z[:2], z[:2], out=z[2:])
+    z[2].add_(z[3])
+    torch.mul(z[0], z[1], out=z[3])
+    return offsets[0], offsets[1]
+
+
+# --------------------------------------------------------------------------- eager chunk
 def _ssim_chunk(img1: torch.Tensor, img2: torch.Tensor, data_range: torch.Tensor, protocol: SSIMProtocol,
-                dtype: torch.dtype, ws: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """Mean SSIM of uint8 (B, C, H, W) pairs computed in ``dtype``:
-    ``(ssim (B,) float64, needs_float64 (B,) bool, workspace)``.
-
-    Layout (4 planes, H, B, C, W): the H pass is a few large matrix products per plane over all images at once,
-    the W pass one product over contiguous rows (plane-major output, so every elementwise operand is
-    contiguous); no padding (valid filtering, see the module docstring); all in place in reused buffers.
-    """
+                dtype: torch.dtype, estimate: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Mean SSIM of uint8 (B, C, H, W) pairs computed in ``dtype``: ``(ssim (B,) float64, est (B,) float64 | None)``
+    where ``est`` is ``1 + mean(q / B2)`` (see the module docstring) when ``estimate``."""
     b, c, h, w = img1.shape
     taps = _kernel1d(protocol)
     t = len(taps)
     hp, wp = h - t + 1, w - t + 1
-    ws = _workspace(ws, b, c, h, w, t, dtype, img1.device)
-    # Four planes per channel: x, y (centred by their channel mean), x^2 + y^2 (only vx + vy is needed), x*y.
-    z = ws["z"]
-    x, y = z[0], z[1]
-    x.copy_(img1.permute(2, 0, 1, 3))
-    y.copy_(img2.permute(2, 0, 1, 3))
-    cx = x.mean((0, 3), keepdim=True)  # (1, B, C, 1)
-    cy = y.mean((0, 3), keepdim=True)
-    x.sub_(cx)
-    y.sub_(cy)
-    torch.mul(x, x, out=z[2])
-    z[2].addcmul_(y, y)
-    torch.mul(x, y, out=z[3])
-    z2 = z.view(4, h, -1)
-    blocks, kw_t = _filter_mats(taps, h, w, dtype, str(img1.device))
-    rows = ws["rows"]
-    for p in range(4):
-        for a, b_, m in blocks:
-            torch.mm(m, z2[p, a:b_ + t - 1], out=rows[p, a:b_])
-    u = torch.mm(rows.view(-1, w), kw_t, out=ws["u"]).view(4, hp, b, c, wp)
-    ux, uy, uss, uxy = u.unbind(0)  # centred local means, E[x^2 + y^2], E[xy]
+    n = b * c
+    dev = img1.device
 
-    r = data_range.to(device=img1.device, dtype=dtype).view(1, b, 1, 1)
-    c1 = (0.01 * r) ** 2
-    c2 = (0.03 * r) ** 2
-    cov_norm = protocol.cov_norm
-    # A2 = 2 cov_norm (E[xy] - ux uy) + C2 and B2 = cov_norm (E[x^2 + y^2] - ux^2 - uy^2) + C2, in place
-    a2 = uxy.addcmul_(ux, uy, value=-1).mul_(2 * cov_norm).add_(c2)
-    b2 = uss.addcmul_(ux, ux, value=-1).addcmul_(uy, uy, value=-1).mul_(cov_norm).add_(c2)
-    mx = ux.add_(cx)  # true local means
-    my = uy.add_(cy)
-    a1 = torch.mul(mx, my, out=ws["tmp"]).mul_(2).add_(c1)
-    b1 = mx.mul_(mx).addcmul_(my, my).add_(c1)
+    ws = _workspace(("eager", c, h, w, t, dtype, str(dev)),
+                    {"z": (4, h, b, c, w), "a": (4, hp, n * w), "u": (4, wp, hp * n), "t1": (wp, hp, b, c),
+                     "t2": (wp, hp, b, c), "consts": (5, hp, b, c)}, dtype, dev)
+    z, a, u, t1, t2, consts = (ws[k] for k in ("z", "a", "u", "t1", "t2", "consts"))
+    cx, cy = _build_planes(img1, img2, z)
+
+    # H pass: (4, P, K) band blocks times rows a:b+t-1 of all four planes of every image
+    zf = z.view(4, h, n * w)
+    for r0, r1, m in _bands(taps, h, _plane_scales(protocol), dtype, str(dev)):
+        torch.bmm(m, zf[:, r0:r1 + t - 1], out=a[:, r0:r1])
+    # W pass on the transposed H output (BLAS reads it transposed): u[:, j] (wp, hp * n) = band @ a^T
+    a3 = a.view(4, hp * n, w)
+    for c0, c1_, m in _bands(taps, w, (1.0, 1.0, 1.0, 1.0), dtype, str(dev)):
+        torch.bmm(m, a3[:, :, c0:c1_ + t - 1].transpose(1, 2), out=u[:, c0:c1_])
+
+    # per-image constants as (hp, B, C) rows: broadcasting them over the outer wp axis keeps loops long
+    r = data_range.to(device=dev, dtype=dtype)
+    c1, c2 = (0.01 * r) ** 2, (0.03 * r) ** 2
+    cxv, cyv, c1h, c1v, c2v = consts.unbind(0)
+    cxv.copy_(cx.expand(hp, b, c))
+    cyv.copy_(cy.expand(hp, b, c))
+    c1v.copy_(c1.view(b, 1).expand(hp, b, c))
+    c2v.copy_(c2.view(b, 1).expand(hp, b, c))
+    torch.mul(c1v, 0.5, out=c1h)
+    ux, uy, b2, a2 = u.view(4, wp, hp, b, c).unbind(0)  # b2 = cn E[x^2+y^2], a2 = 2 cn E[xy]
+    cn = protocol.cov_norm
+    a2.addcmul_(ux, uy, value=-2.0 * cn).add_(c2v)  # 2 cov_norm (E[xy] - ux uy) + C2
+    q = torch.mul(ux, ux, out=t1).addcmul_(uy, uy)
+    b2.sub_(q, alpha=cn).add_(c2v)  # cov_norm (E[x^2 + y^2] - ux^2 - uy^2) + C2
+    est = None
+    if estimate:
+        est = torch.div(q, b2, out=t1).sum((0, 1)).to(torch.float64).mean(1) / (hp * wp) + 1.0
+    mx, my = ux.add_(cxv), uy.add_(cyv)  # the true local means
+    a1 = torch.addcmul(c1h, mx, my, out=t2)  # (2 mx my + C1) / 2
+    b1 = torch.addcmul(c1v, mx, mx, out=t1).addcmul_(my, my)
     s = a1.mul_(a2).div_(b1.mul_(b2))
-    # Row sums in the work dtype (cascade summation, ~1e-7 relative), the rest in float64.
-    out = s.sum((0, 3)).to(torch.float64).sum(1) / (c * hp * wp)
-    return out, _needs_float64(img1, img2, cx.view(b, c), cy.view(b, c), data_range), ws
-
-
-def _needs_float64(img1, img2, cx, cy, data_range) -> torch.Tensor:
-    """(B,) bool: images whose float32 worst-case rounding bound ``6.7e-5 (m / R)^2`` exceeds 1e-4 (``m`` the largest
-    deviation of a pixel from its channel mean, ``R`` the data range) or whose data range is below 1."""
-    def dev(img, mean):
-        hi = img.amax((2, 3)).to(torch.float64)
-        lo = img.amin((2, 3)).to(torch.float64)
-        mean = mean.to(torch.float64)
-        return torch.maximum(hi - mean, mean - lo).amax(1)
-
-    m = torch.maximum(dev(img1, cx), dev(img2, cy))
-    r = data_range.to(device=m.device, dtype=torch.float64)
-    return (r < 1) | (6.7e-5 * (m / r.clamp_min(1e-12)) ** 2 > 1e-4)
+    # per-channel sums of the map (cascade summation), the rest in float64
+    out = s.sum((0, 1)).to(torch.float64).sum(1) * (2.0 / (c * hp * wp))
+    return out, est
 
 
 # --------------------------------------------------------------------------- compiled (fused) CPU path
 _COMPILED: dict = {}
-COMPILE_CHUNK = 8
+# Let inductor inline the filtered planes into their users instead of writing them out (it would otherwise
+# materialise every value read more than 4 times): the W pass, the SSIM map and both row sums become one loop.
+_INDUCTOR_OPTIONS = {"realize_reads_threshold": 1000, "realize_opusers_threshold": 1000,
+                     "realize_cpu_opcount_threshold": 1000, "realize_cpu_acc_reads_threshold": 1000}
 
 
-def _fused_reference(img1: torch.Tensor, img2: torch.Tensor, data_range: torch.Tensor, taps: tuple[float, ...],
-                     cov_norm: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The same float32 computation written as shifted sums, for ``torch.compile`` to fuse into a few loops
-    (maps, H pass, W pass, SSIM and the per-image sums). Returns (ssim (B,) float64, cx (B, C), cy (B, C))."""
+def _raw_taps(protocol: SSIMProtocol) -> tuple[tuple[float, ...], float]:
+    """(taps, norm): the uniform window is applied as a plain sum (``taps`` all 1, ``norm = win_size``, exact on
+    the integer planes); the Gaussian taps as they are (``norm = 1``). The filtered planes come out ``norm^2``
+    times too large and the constants are scaled to match (SSIM is a ratio of products of equal degree)."""
+    taps = _kernel1d(protocol)
+    if protocol.gaussian_weights:
+        return taps, 1.0
+    return tuple(1.0 for _ in taps), float(len(taps))
+
+
+def _shifted_sum(x: torch.Tensor, taps: tuple[float, ...], dim: int, n_out: int) -> torch.Tensor:
+    """Valid correlation along ``dim`` as shifted sums (symmetric taps paired: ``k[h] x[i+h] + sum_j k[j] (x[i+j]
+    + x[i+t-1-j])``; all-ones taps without multiplications)."""
     t = len(taps)
+    if all(k == 1.0 for k in taps):
+        acc = x.narrow(dim, 0, n_out)
+        for j in range(1, t):
+            acc = acc + x.narrow(dim, j, n_out)
+        return acc
     half = t // 2
-    x = img1.float()
-    y = img2.float()
-    cx = x.mean((2, 3), keepdim=True)
-    cy = y.mean((2, 3), keepdim=True)
+    acc = taps[half] * x.narrow(dim, half, n_out)
+    for j in range(half):
+        acc = acc + taps[j] * (x.narrow(dim, j, n_out) + x.narrow(dim, t - 1 - j, n_out))
+    return acc
+
+
+def _fused_moments(x: torch.Tensor, y: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor, z: torch.Tensor) -> None:
+    """z (4, B, C, H, W) <- x - cx, y - cy, their squares summed, their product (x, y float (B, C, H, W))."""
     xc, yc = x - cx, y - cy
-    z = torch.stack([xc, yc, xc * xc + yc * yc, xc * yc], 1)  # (B, 4, C, H, W)
-    h, w = z.shape[-2:]
-    hp, wp = h - t + 1, w - t + 1
-    # symmetric taps: out = k[half] z[i + half] + sum_j k[j] (z[i + j] + z[i + t - 1 - j])
-    acc = taps[half] * z[..., half:half + hp, :]
-    for j in range(half):
-        acc = acc + taps[j] * (z[..., j:j + hp, :] + z[..., t - 1 - j:t - 1 - j + hp, :])
-    u = taps[half] * acc[..., half:half + wp]
-    for j in range(half):
-        u = u + taps[j] * (acc[..., j:j + wp] + acc[..., t - 1 - j:t - 1 - j + wp])
-    ux, uy, uss, uxy = u.unbind(1)
+    z[0].copy_(xc)
+    z[1].copy_(yc)
+    z[2].copy_(xc * xc + yc * yc)
+    z[3].copy_(xc * yc)
+
+
+def _fused_h(z: torch.Tensor, a: torch.Tensor, taps: tuple[float, ...], scales: tuple[float, ...]) -> None:
+    """H pass: a (4, B, C, hp, W) <- scale_m * filter_H(z[m])."""
+    s = torch.tensor(scales, dtype=z.dtype).view(4, 1, 1, 1, 1)
+    a.copy_(s * _shifted_sum(z, taps, 3, a.shape[3]))
+
+
+def _fused_w(a: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor, c1: torch.Tensor, c2: torch.Tensor,
+             rows: torch.Tensor, taps: tuple[float, ...], cov_norm: float) -> None:
+    """W pass, SSIM map and its row sums: rows (2, B, C, hp) <- [sum_w S, sum_w q / B2].
+
+    cx, cy, c1, c2: (B, C, 1, 1), already scaled by the taps' normalisation (all of the same shape, so that both
+    sums are generated as one loop)."""
+    wp = a.shape[-1] - len(taps) + 1
+    ux, uy, ss, xy = _shifted_sum(a, taps, 4, wp).unbind(0)
+    q = ux * ux + uy * uy
+    b2 = ss - cov_norm * q + c2
+    a2 = xy - 2.0 * cov_norm * ux * uy + c2
     mx, my = ux + cx, uy + cy
-    r = data_range.float().view(-1, 1, 1, 1)
-    c1, c2 = (0.01 * r) ** 2, (0.03 * r) ** 2
-    s = ((2 * mx * my + c1) * (2 * cov_norm * (uxy - ux * uy) + c2)
-         / ((mx * mx + my * my + c1) * (cov_norm * (uss - ux * ux - uy * uy) + c2)))
-    return s.sum((2, 3)).double().sum(1) / (s.shape[1] * hp * wp), cx.flatten(1), cy.flatten(1)
+    s = (2.0 * mx * my + c1) * a2 / ((mx * mx + my * my + c1) * b2)
+    rows[0].copy_(s.sum(-1))
+    rows[1].copy_((q / b2).sum(-1))
 
 
-def _compiled_chunk_fn(protocol: SSIMProtocol):
-    """A torch.compile'd :func:`_fused_reference` for this protocol, or None where compilation fails."""
-    key = protocol
-    if key not in _COMPILED:
-        import functools
-
-        fn = functools.partial(_fused_reference, taps=_kernel1d(protocol), cov_norm=protocol.cov_norm)
+def _compiled_fns(protocol: SSIMProtocol):
+    """The three kernels compiled for this protocol, or None where compilation is unavailable."""
+    if protocol not in _COMPILED:
+        taps, norm = _raw_taps(protocol)
+        cn = protocol.cov_norm
+        scales = (1.0, 1.0, cn * norm ** 2, 2.0 * cn * norm ** 2)
         try:
-            _COMPILED[key] = torch.compile(fn, dynamic=False)
+            import torch._inductor.config as inductor_config
+
+            known = inductor_config.get_config_copy()
+            options = {k: v for k, v in _INDUCTOR_OPTIONS.items() if k in known}
+
+            def comp(fn):
+                return torch.compile(fn, dynamic=False, fullgraph=True, options=options)
+
+            _COMPILED[protocol] = (comp(_fused_moments),
+                                   comp(functools.partial(_fused_h, taps=taps, scales=scales)),
+                                   comp(functools.partial(_fused_w, taps=taps, cov_norm=cn)))
         except Exception as e:  # noqa: BLE001 - no compiler, unsupported platform: use the eager path
             log.warning("torch.compile unavailable for SSIM (%s); using the eager path", e)
-            _COMPILED[key] = None
-    return _COMPILED[key]
+            _COMPILED[protocol] = None
+    return _COMPILED[protocol]
 
 
 def _ssim_compiled(img1, img2, data_range, protocol: SSIMProtocol):
-    """Fixed-size chunks (the last one zero-padded, its padding discarded) through the compiled kernel."""
-    fn = _compiled_chunk_fn(protocol)
-    if fn is None:
+    """Float32 SSIM through the compiled kernels in fixed-size chunks (the last one zero-padded and discarded).
+    Returns (ssim (N,) float64, est (N,) float64) or None when compilation fails."""
+    fns = _compiled_fns(protocol)
+    if fns is None:
         return None
-    n = img1.shape[0]
-    out = torch.empty(n, dtype=torch.float64)
-    flags = torch.empty(n, dtype=torch.bool)
+    moments_fn, h_fn, w_fn = fns
+    n, c, h, w = img1.shape
+    taps, norm = _raw_taps(protocol)
+    t = len(taps)
+    hp, wp = h - t + 1, w - t + 1
     step = COMPILE_CHUNK
+
+    ws = _workspace(("compiled", step, c, h, w, t), {"x": (step, c, h, w), "y": (step, c, h, w),
+                                                     "z": (4, step, c, h, w), "a": (4, step, c, hp, w),
+                                                     "rows": (2, step, c, hp)})
+    x, y, z, a, rows = (ws[k] for k in ("x", "y", "z", "a", "rows"))
+    out = torch.empty(n, dtype=torch.float64)
+    est = torch.empty(n, dtype=torch.float64)
+    nn = norm * norm
     try:
         for start in range(0, n, step):
-            a, b, r = img1[start:start + step], img2[start:start + step], data_range[start:start + step]
-            k = a.shape[0]
-            if k < step:  # one compiled shape: pad
-                pad = (step - k,) + tuple(a.shape[1:])
-                a = torch.cat([a, a.new_zeros(pad)])
-                b = torch.cat([b, b.new_zeros(pad)])
-                r = torch.cat([r, r.new_ones(step - k)])
-            vals, cx, cy = fn(a, b, r)
-            out[start:start + k] = vals[:k]
-            flags[start:start + k] = _needs_float64(a[:k], b[:k], cx[:k], cy[:k], r[:k])
+            k = min(step, n - start)
+            x[:k].copy_(img1[start:start + k])
+            y[:k].copy_(img2[start:start + k])
+            r = torch.full((step,), 255.0)  # padded entries: zero images with any valid range
+            r[:k] = data_range[start:start + k]
+            if k < step:
+                x[k:].zero_()
+                y[k:].zero_()
+            # any integer near the channel mean will do, so a float32 sum is fine
+            cx = x.sum((2, 3), keepdim=True).div_(h * w).round_()
+            cy = y.sum((2, 3), keepdim=True).div_(h * w).round_()
+            moments_fn(x, y, cx, cy, z)
+            h_fn(z, a)
+            rc = r.view(step, 1, 1, 1).expand(step, c, 1, 1)
+            w_fn(a, cx * nn, cy * nn, ((0.01 * nn) * rc) ** 2, ((0.03 * nn) * rc) ** 2, rows)
+            sums = rows[:, :k].sum(-1).to(torch.float64).mean(-1) / (hp * wp)  # (2, k)
+            out[start:start + k] = sums[0]
+            est[start:start + k] = sums[1] + 1.0
     except Exception as e:  # noqa: BLE001 - a compiler error surfaces at the first call
         log.warning("compiled SSIM failed (%s: %s); using the eager path", type(e).__name__, str(e).splitlines()[0])
         _COMPILED[protocol] = None
         return None
-    return out, flags
+    return out, est
+
+
+# --------------------------------------------------------------------------- public API
+def _float32_suspect(est: torch.Tensor, data_range: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: images whose float32 error estimate exceeds ``F32_TOL``, whose data range is below 1 (C1, C2 ~ 0)
+    or whose value is not finite."""
+    est = est.to(device=values.device, dtype=torch.float64)
+    return ((EST_FACTOR * F32_UNIT * est > F32_TOL) | ~torch.isfinite(est) | ~torch.isfinite(values)
+            | (data_range.to(values.device) < 1))
+
+
+@contextlib.contextmanager
+def _cpu_threads(device: torch.device):
+    """Limit torch's intra-op threads to ``CPU_THREADS`` for the duration (restored afterwards)."""
+    before = torch.get_num_threads()
+    if device.type != "cpu" or CPU_THREADS is None or before <= CPU_THREADS:
+        yield
+        return
+    torch.set_num_threads(CPU_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @torch.no_grad()
@@ -340,44 +481,55 @@ def ssim(img1: torch.Tensor, img2: torch.Tensor, protocol: str | SSIMProtocol = 
     img1: uint8 (B, C, H, W), the GENERATED image (``defgan`` takes ``data_range`` from it, per image);
     img2: uint8 (B, C, H, W), the real target. mask: optional (B, 1, H, W) {0, 1} target pose mask: both images
     are multiplied by it first (mask-SSIM). Returns float64 (B,) on img1's device.
-    chunk: pairs per step (default 8 on CPU, 1024 on CUDA). dtype: force float32/float64 (default: float32 on CPU
-    with the float64 re-computation described in the module docstring, float64 on CUDA).
-    compile: CPU float32 only: fuse the computation with ``torch.compile`` (about 2x faster on large batches; the
-    first call per protocol compiles for ~10-30 s, later processes reuse inductor's cache; falls back to eager).
+    chunk: pairs per step of the eager path (default 8 on CPU, 512 on CUDA). dtype: force float32/float64
+    (default: float32 on CPU with the float64 re-computation described in the module docstring, float64 on CUDA).
+    compile: CPU float32 only: the filtering and the SSIM map as ``torch.compile``'d kernels in steps of
+    ``COMPILE_CHUNK`` pairs (2-3x faster than eager; the first call per protocol and image size compiles for
+    ~5-20 s, later processes reuse inductor's cache; falls back to eager where no compiler works).
+    On CPU the call runs with ``CPU_THREADS`` (1) intra-op threads; torch's setting is restored afterwards.
     """
     proto = get_protocol(protocol)
     _check_pair(img1, img2, proto.win_size)
-    if img2.device != img1.device:
-        img2 = img2.to(img1.device)
-    img1 = apply_mask(img1, mask)
-    img2 = apply_mask(img2, mask)
-    n = img1.shape[0]
-    out = torch.empty(n, dtype=torch.float64, device=img1.device)
-    if n == 0:
-        return out
     cuda = img1.device.type == "cuda"
     work_dtype = dtype or (torch.float64 if cuda else torch.float32)
-    step = chunk or (1024 if cuda else 8)
-    data_range = data_range_of(img1, proto)
-    flags = torch.zeros(n, dtype=torch.bool, device=img1.device)
+    if work_dtype not in (torch.float32, torch.float64):
+        raise MetricsError(f"ssim dtype must be torch.float32 or torch.float64, got {work_dtype}")
+    step = max(1, chunk or (CUDA_CHUNK if cuda else CPU_CHUNK))
+    with _cpu_threads(img1.device):
+        if img2.device != img1.device:
+            img2 = img2.to(img1.device)
+        img1 = apply_mask(img1, mask).contiguous()
+        img2 = apply_mask(img2, mask).contiguous()
+        out = torch.empty(img1.shape[0], dtype=torch.float64, device=img1.device)
+        if img1.shape[0] == 0:
+            return out
+        return _ssim_all(img1, img2, data_range_of(img1, proto), proto, work_dtype, step, compile, out)
 
+
+def _ssim_all(img1: torch.Tensor, img2: torch.Tensor, data_range: torch.Tensor, proto: SSIMProtocol,
+              work_dtype: torch.dtype, step: int, compile: bool, out: torch.Tensor) -> torch.Tensor:
+    """The chunks (eager or compiled), then the float64 re-computation of the suspect float32 values."""
+    n = img1.shape[0]
+    f32 = work_dtype == torch.float32
     done = None
-    if compile and not cuda and work_dtype == torch.float32:
+    if compile and img1.device.type == "cpu" and f32:
         done = _ssim_compiled(img1, img2, data_range, proto)
     if done is not None:
-        out, flags = done
+        out, est = done
     else:
-        ws = None
+        est = torch.empty(n, dtype=torch.float64, device=img1.device) if f32 else None
         for start in range(0, n, step):
             sl = slice(start, min(n, start + step))
-            out[sl], flags[sl], ws = _ssim_chunk(img1[sl], img2[sl], data_range[sl], proto, work_dtype, ws)
-    if work_dtype == torch.float32:
-        redo = flags.nonzero().flatten()
+            out[sl], e = _ssim_chunk(img1[sl], img2[sl], data_range[sl], proto, work_dtype, f32)
+            if f32:
+                est[sl] = e
+    if f32:
+        redo = _float32_suspect(est, data_range, out).nonzero().flatten()
         if redo.numel():
-            log.debug("ssim: %d of %d images recomputed in float64 (small data range)", redo.numel(), n)
+            log.debug("ssim: %d of %d images recomputed in float64", redo.numel(), n)
             for start in range(0, redo.numel(), step):
                 idx = redo[start:start + step]
-                out[idx] = _ssim_chunk(img1[idx], img2[idx], data_range[idx], proto, torch.float64)[0]
+                out[idx] = _ssim_chunk(img1[idx], img2[idx], data_range[idx], proto, torch.float64, False)[0]
     return out
 
 

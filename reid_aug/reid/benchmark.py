@@ -6,10 +6,15 @@ vectorized Market evaluator (+ k-reciprocal re-ranking if asked) and record rank
 and wall time. Finished ``(variant, seed)`` runs are kept in ``OUT/results.json`` and skipped
 on a restart; an unfinished one continues from its last epoch (``OUT/runs/<variant>_seed<S>/``).
 
+Training length (``train.budget``): "epochs" trains both variants for the recipe's epochs (the
+augmented model, with more images, takes more optimizer steps); "iterations" gives the baseline
+exactly the augmented run's number of steps and learning-rate schedule (see :func:`training_plan`).
+
 Output folder::
 
     config.yaml              resolved recipe
-    results.json / .csv      one record per (variant, seed)
+    results.json / .csv      {"setup", "seeds", "runs"}: one record per (variant, seed) with its
+                             "iterations" and "training_plan"; "setup" must match to resume
     report.md, bars.png      see reid_aug.reid.report
     models/<variant>_seed<S>.pt   trained weights + config (load_reid_model)
     runs/<variant>_seed<S>/checkpoint.pt   per-epoch resume state (deleted when the run is done)
@@ -27,7 +32,7 @@ import numpy as np
 import torch
 
 from reid_aug.config import from_dict, load_config, save_config, to_dict
-from reid_aug.errors import CheckpointError, ReidAugError, WeightsMissingError
+from reid_aug.errors import CheckpointError, DatasetError, ReidAugError, WeightsMissingError
 from reid_aug.reid.config import BenchmarkConfig, with_cli
 from reid_aug.utils.io import atomic_torch_save, atomic_write_text, sha256_file
 
@@ -48,6 +53,49 @@ def resolve_benchmark(model: str | None = None, recipe: str | None = None, overr
     (``None`` keeps the recipe's value: e.g. ``--recipe reid_cpu_market`` keeps its model)."""
     cfg = load_config(BenchmarkConfig, recipe or DEFAULT_RECIPE, overrides)
     return with_cli(cfg, model=model, labels=labels, pretrained=pretrained, rerank=rerank)
+
+
+# --------------------------------------------------------------------------- training budget
+def iters_per_epoch(n_train: int, batch_size: int, max_iters_per_epoch: int = 0) -> int:
+    """Optimizer steps of one epoch: torchreid's train loader drops the last incomplete batch."""
+    n = n_train // batch_size
+    return min(n, max_iters_per_epoch) if max_iters_per_epoch > 0 else n
+
+
+def training_plan(cfg: BenchmarkConfig, n_train: dict[str, int]) -> dict[str, dict]:
+    """How long each variant trains under ``cfg.train.budget``.
+
+    ``n_train``: training images per variant, ``{"baseline": n_real[, "augmented": n_real + n_synthetic]}``.
+    Returns per variant ``{"budget", "epochs", "iters_per_epoch", "total_iters", "lr_step_iters",
+    "epochs_equivalent"}``: train ``epochs`` epochs (the last cut so that exactly ``total_iters``
+    steps are taken), stepping the LR scheduler every ``lr_step_iters`` iterations (0: at each epoch
+    end). ``budget="epochs"``: every variant trains ``train.epochs`` whole epochs. ``"iterations"``
+    (with an augmented variant): the augmented run as under "epochs"; the baseline takes the same
+    ``epochs * iters_per_epoch(augmented)`` steps, i.e. ``ceil`` of the scaled epoch count with the last
+    epoch cut, and its scheduler (built for ``train.epochs`` epochs) steps once per augmented epoch
+    length, so the step-decay epochs scale by the same ratio and both variants see the same learning
+    rate at every step.
+    """
+    t = cfg.train
+    ipe = {v: iters_per_epoch(n, t.batch_size, t.max_iters_per_epoch) for v, n in n_train.items()}
+    plan = {}
+    for variant, per_epoch in ipe.items():
+        if per_epoch < 1:
+            raise DatasetError(f"{variant}: {n_train[variant]} training images give no full batch of "
+                               f"{t.batch_size} (torchreid drops the last incomplete batch); lower train.batch_size")
+        plan[variant] = {"budget": "epochs", "epochs": t.epochs, "iters_per_epoch": per_epoch,
+                         "total_iters": t.epochs * per_epoch, "lr_step_iters": 0,
+                         "epochs_equivalent": float(t.epochs)}
+    if t.budget == "iterations" and "augmented" in plan:
+        ref = plan["augmented"]
+        for variant, p in plan.items():
+            p["budget"] = "iterations"
+            if variant == "augmented" or p["iters_per_epoch"] == ref["iters_per_epoch"]:
+                continue
+            total = ref["total_iters"]
+            p.update(epochs=-(-total // p["iters_per_epoch"]), total_iters=total,
+                     lr_step_iters=ref["iters_per_epoch"], epochs_equivalent=total / p["iters_per_epoch"])
+    return plan
 
 
 # --------------------------------------------------------------------------- devices
@@ -226,7 +274,7 @@ def evaluate_features(qf, gf, q_pids, g_pids, q_cams, g_cams, cfg: BenchmarkConf
 
 # --------------------------------------------------------------------------- one run
 def _train_and_evaluate(cfg: BenchmarkConfig, splits, variant: str, seed: int, out_dir: Path,
-                        weights: Path | None, device: torch.device) -> dict:
+                        weights: Path | None, device: torch.device, plan: dict | None = None) -> dict:
     from reid_aug.reid.data import build_datamanager, import_torchreid
     from reid_aug.reid.engine import make_engine_class, seed_everything, train_epochs
 
@@ -244,17 +292,26 @@ def _train_and_evaluate(cfg: BenchmarkConfig, splits, variant: str, seed: int, o
         init["discarded"] = len(init["discarded"])
     model = model.to(device)
     t = cfg.train
+    if plan is None:
+        plan = training_plan(cfg, {variant: len(splits.train)})[variant]
+    if len(dm.train_loader) != iters_per_epoch(len(splits.train), t.batch_size):
+        raise AssertionError(f"torchreid's train loader has {len(dm.train_loader)} batches, the plan expected "
+                             f"{iters_per_epoch(len(splits.train), t.batch_size)} (drop_last changed?)")
     optimizer = reid.optim.build_optimizer(model, optim=t.optimizer, lr=t.lr, weight_decay=t.weight_decay)
     stepsize = t.stepsize[0] if t.lr_scheduler == "single_step" else list(t.stepsize)
-    # always a scheduler: torchreid's checkpoint code breaks on scheduler=None
+    # always a scheduler: torchreid's checkpoint code breaks on scheduler=None. It counts the recipe's
+    # epochs; an iteration-matched baseline steps it once per augmented epoch length (plan["lr_step_iters"])
     scheduler = reid.optim.build_lr_scheduler(optimizer, lr_scheduler=t.lr_scheduler, stepsize=stepsize,
                                               gamma=t.gamma, max_epoch=t.epochs)
     engine = make_engine_class()(dm, model, optimizer, scheduler, use_gpu=use_gpu, label_smooth=t.label_smooth,
                                  labels=t.labels)
     run_dir = out_dir / "runs" / tag
     run_dir.mkdir(parents=True, exist_ok=True)
-    train = train_epochs(engine, t.epochs, run_dir / "checkpoint.pt", max_iters_per_epoch=t.max_iters_per_epoch,
-                         desc=tag)
+    train = train_epochs(engine, plan["epochs"], run_dir / "checkpoint.pt", desc=tag,
+                         max_iters_per_epoch=t.max_iters_per_epoch, total_iters=plan["total_iters"],
+                         lr_step_iters=plan["lr_step_iters"])
+    if train["iterations"] != plan["total_iters"]:
+        raise AssertionError(f"{tag} took {train['iterations']} iterations, the plan said {plan['total_iters']}")
     model_path = out_dir / "models" / f"{tag}.pt"
     save_reid_model(model, cfg, model_path, {"num_classes": dm.num_train_pids, "variant": variant, "seed": seed,
                                              "pid2label": {str(k): v for k, v in splits.pid2label.items()}})
@@ -274,7 +331,7 @@ def _train_and_evaluate(cfg: BenchmarkConfig, splits, variant: str, seed: int, o
            "n_train_real": splits.n_real, "n_train_synthetic": splits.n_synthetic,
            "num_train_pids": splits.num_train_pids, "train_s": train["train_s"], "eval_s": now - t_eval,
            "wall_s": train["train_s"] + (now - t_eval), "session_s": now - t_start, "epochs": train["epochs"],
-           "iterations": sum(h.get("iterations", 0) for h in train["history"]),
+           "iterations": train["iterations"], "budget": plan["budget"], "training_plan": plan,
            "final_loss": train["history"][-1]["loss"] if train["history"] else None,
            "history": train["history"], "init": init, "model_path": str(model_path),
            "feature_dim": int(qf.shape[1])}
@@ -291,6 +348,22 @@ def _load_results(path: Path) -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ReidAugError(f"{path} is not valid JSON ({e}); delete it to rerun every (variant, seed)") from None
+
+
+def _normalized_setup(setup):
+    """A stored setup with its config re-read through ``BenchmarkConfig``: keys added since (with their
+    defaults, e.g. ``train.budget: epochs``) do not make an older folder "different"."""
+    if not isinstance(setup, dict) or not isinstance(setup.get("config"), dict):
+        return setup
+    try:
+        return {**setup, "config": to_dict(from_dict(BenchmarkConfig, setup["config"]))}
+    except ReidAugError:
+        return setup
+
+
+def _run_seeds(runs: dict) -> list[int]:
+    """Seeds with at least one finished run (union over the folder's history)."""
+    return sorted({int(r["seed"]) for r in runs.values()})
 
 
 def _default_generator_eval(augmented_dir: Path | None) -> Path | None:
@@ -338,18 +411,27 @@ def _run(cfg, dataset, augmented_dir, seeds, weights, generator_eval, out_dir: P
     if aug_table is not None:
         splits["augmented"] = build_splits(index, aug_table, d.train_per_id, d.subsample_seed)
     variants = [v for v in VARIANTS if v in splits]
+    plan = training_plan(cfg, {v: len(splits[v].train) for v in variants})
+    for v in variants:
+        p = plan[v]
+        log.info("%s: %s budget, %d epoch(s) x %d it%s = %d iterations", v, p["budget"], p["epochs"],
+                 p["iters_per_epoch"], " (last epoch cut)" if p["total_iters"] % p["iters_per_epoch"] else "",
+                 p["total_iters"])
 
     manifest = Path(augmented_dir) / "manifest.csv" if augmented_dir is not None else None
+    # the compared setup: what makes two runs comparable. Seeds are not part of it (extending --seeds 0 to
+    # 0,1,2 on the same folder adds runs); they are kept in results["seeds"].
     setup = {"dataset": str(index.image_root), "augmented_dir": str(augmented_dir) if augmented_dir else None,
              "augmented_manifest_sha256": sha256_file(manifest) if manifest is not None and manifest.is_file()
              else None, "weights": str(weights) if (cfg.model.pretrained and weights) else None,
              "config": to_dict(cfg)}
     results_path = out_dir / "results.json"
     results = _load_results(results_path)
-    if results and results.get("setup") != setup:
-        raise ReidAugError(f"{out_dir} holds results of a different benchmark (config, dataset, augmented folder or "
-                           f"weights differ; see {results_path}); pass another --out or delete that folder")
-    results = {"setup": setup, "runs": results.get("runs", {})}
+    if results and _normalized_setup(results.get("setup")) != setup:
+        raise ReidAugError(f"{out_dir} holds results of a different benchmark (config incl. train.budget, dataset, "
+                           f"augmented folder or weights differ; see {results_path}); pass another --out or delete "
+                           f"that folder")
+    results = {"setup": setup, "seeds": _run_seeds(results.get("runs", {})), "runs": results.get("runs", {})}
     save_config(cfg, out_dir / "config.yaml")
     # written before any training: a later run with another setup is refused instead of resuming these checkpoints
     atomic_write_text(results_path, json.dumps(results, indent=1))
@@ -363,14 +445,15 @@ def _run(cfg, dataset, augmented_dir, seeds, weights, generator_eval, out_dir: P
     gen_eval = Path(generator_eval) if generator_eval is not None else _default_generator_eval(
         Path(augmented_dir) if augmented_dir is not None else None)
     for variant, seed in todo:
-        rec = _train_and_evaluate(cfg, splits[variant], variant, seed, out_dir, weights, device)
+        rec = _train_and_evaluate(cfg, splits[variant], variant, seed, out_dir, weights, device, plan[variant])
         results["runs"][f"{variant}_seed{seed}"] = rec
+        results["seeds"] = _run_seeds(results["runs"])
         atomic_write_text(results_path, json.dumps(results, indent=1))
         ck = out_dir / "runs" / f"{variant}_seed{seed}" / "checkpoint.pt"
         ck.unlink(missing_ok=True)   # the finished model lives in models/; results.json marks it done
     atomic_write_text(results_path, json.dumps(results, indent=1))
     write_report(out_dir, results, seeds=list(seeds), generator_eval=gen_eval,
-                 train_info={"train_per_id": d.train_per_id, "subsample_seed": d.subsample_seed,
+                 train_info={"plan": plan, "train_per_id": d.train_per_id, "subsample_seed": d.subsample_seed,
                              "n_real": splits["baseline"].n_real,
                              "n_synthetic": splits["augmented"].n_synthetic if "augmented" in splits else 0,
                              "num_train_pids": splits["baseline"].num_train_pids,
@@ -379,5 +462,5 @@ def _run(cfg, dataset, augmented_dir, seeds, weights, generator_eval, out_dir: P
     return out_dir
 
 
-__all__ = ["resolve_benchmark", "run_benchmark", "load_reid_model", "extract_features", "build_model",
-           "load_backbone_weights", "find_imagenet_weights", "evaluate_features"]
+__all__ = ["resolve_benchmark", "run_benchmark", "training_plan", "iters_per_epoch", "load_reid_model",
+           "extract_features", "build_model", "load_backbone_weights", "find_imagenet_weights", "evaluate_features"]

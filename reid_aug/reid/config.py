@@ -11,6 +11,7 @@ from reid_aug.config import ConfigError
 LABEL_MODES = ("same-id", "lsro")
 TRANSFORMS = ("random_flip", "random_crop", "random_patch", "color_jitter", "random_erase")
 DIST_METRICS = ("euclidean", "cosine")
+BUDGETS = ("epochs", "iterations")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,11 @@ class TrainConfig:
     label_smooth: bool = True           # torchreid CrossEntropyLoss label smoothing (eps = 0.1)
     labels: str = "same-id"             # synthetic images: "same-id" (their source pid) | "lsro" (uniform)
     max_iters_per_epoch: int = 0        # > 0: cut every epoch after this many iterations (CPU sizing)
+    # "epochs": both variants train `epochs` epochs (the papers' recipes; the augmented model, with more
+    # images, takes more optimizer steps). "iterations": the baseline takes exactly as many steps as the
+    # augmented run (more epochs, the last one cut) with the LR schedule stepped on the augmented run's
+    # iteration count, so a delta is not a training-length effect. No effect without an augmented folder.
+    budget: str = "epochs"
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,10 @@ class BenchmarkConfig:
 def validate(cfg: BenchmarkConfig) -> None:
     """Raise :class:`ConfigError` for values torchreid would reject late (or silently ignore)."""
     t, d, e = cfg.train, cfg.data, cfg.eval
+    if t.budget not in BUDGETS:
+        raise ConfigError(f"train.budget={t.budget!r}; expected one of {BUDGETS}")
+    if t.max_iters_per_epoch < 0:
+        raise ConfigError(f"train.max_iters_per_epoch={t.max_iters_per_epoch}; expected >= 0 (0 = whole epochs)")
     if t.labels not in LABEL_MODES:
         raise ConfigError(f"train.labels={t.labels!r}; expected one of {LABEL_MODES}")
     bad = [x for x in d.transforms if x not in TRANSFORMS]

@@ -79,16 +79,31 @@ def seed_everything(seed: int) -> None:
 
 
 def train_epochs(engine, epochs: int, checkpoint_path: Path, max_iters_per_epoch: int = 0, desc: str = "train",
-                 on_epoch_end: Callable[[int, dict], None] | None = None) -> dict:
+                 on_epoch_end: Callable[[int, dict], None] | None = None, total_iters: int = 0,
+                 lr_step_iters: int = 0) -> dict:
     """Run ``epochs`` epochs of ``engine.forward_backward``, resuming from ``checkpoint_path``.
+
+    ``max_iters_per_epoch > 0`` cuts every epoch after that many iterations. ``total_iters > 0``
+    stops after that many iterations in all (the last epoch is cut; ``epochs`` must reach it).
+    ``lr_step_iters > 0`` steps the LR scheduler every ``lr_step_iters`` iterations (counted over
+    the whole run) instead of at every epoch end: the scheduler then counts epochs of another
+    length, e.g. the augmented run's, so an iteration-matched baseline sees the augmented run's
+    learning rate at every step.
 
     The checkpoint (model, optimizer, scheduler, RNG states, epoch, elapsed seconds, loss
     history) is written atomically after every epoch, so a killed run loses at most one epoch.
 
-    Returns ``{"epochs": n, "train_s": seconds, "history": [{"epoch", "loss", "acc", "lr"}, ...]}``.
+    Returns ``{"epochs": n, "iterations": n, "train_s": seconds,
+    "history": [{"epoch", "iterations", "loss", "acc", "lr", "lr_end", "seconds"}, ...]}``
+    (``lr``: the learning rate of the epoch's first iteration, ``lr_end``: after the epoch).
     """
     from tqdm import tqdm
 
+    per_epoch = len(engine.train_loader)
+    if max_iters_per_epoch > 0:
+        per_epoch = min(per_epoch, max_iters_per_epoch)
+    if total_iters > 0 and epochs * per_epoch < total_iters:
+        raise ValueError(f"{epochs} epoch(s) of {per_epoch} iterations cannot reach total_iters={total_iters}")
     start_epoch, elapsed, history = 0, 0.0, []
     if checkpoint_path.is_file():
         ck = torch.load(checkpoint_path, map_location="cpu", weights_only=False)  # our own file (RNG states)
@@ -98,38 +113,45 @@ def train_epochs(engine, epochs: int, checkpoint_path: Path, max_iters_per_epoch
         set_rng_state(ck["rng"])
         start_epoch, elapsed, history = ck["epoch"], ck["elapsed"], ck["history"]
         log.info("%s: resuming after epoch %d of %d (%s)", desc, start_epoch, epochs, checkpoint_path)
-    n_batches = len(engine.train_loader)
-    if max_iters_per_epoch > 0:
-        n_batches = min(n_batches, max_iters_per_epoch)
+    done = sum(h["iterations"] for h in history)   # iterations over the whole run (drives lr_step_iters)
     engine.max_epoch = epochs
     for epoch in range(start_epoch, epochs):
+        n_batches = per_epoch if total_iters <= 0 else min(per_epoch, total_iters - done)
+        if n_batches <= 0:
+            break
         t0 = time.time()
         engine.epoch = epoch
         engine.set_model_mode("train")
+        lr = engine.get_current_lr()
         sums = {"loss": 0.0, "acc": 0.0, "n_acc": 0}
         bar = tqdm(total=n_batches, desc=f"{desc} epoch {epoch + 1}/{epochs}", unit="it", leave=False, disable=None)
         for i, data in enumerate(engine.train_loader):
-            if i >= n_batches:
-                break
             out = engine.forward_backward(data)
+            done += 1
+            if lr_step_iters > 0 and done % lr_step_iters == 0:
+                engine.update_lr()
             sums["loss"] += out["loss"]
             if out["acc"] == out["acc"]:   # not NaN (batch of only synthetic images under LSRO)
                 sums["acc"] += out["acc"]
                 sums["n_acc"] += 1
             bar.update(1)
             bar.set_postfix(loss=f"{sums['loss'] / (i + 1):.3f}")
+            if i + 1 >= n_batches:     # stop before the loader reads (and augments) one batch too many
+                break
         bar.close()
-        lr = engine.get_current_lr()
-        engine.update_lr()
+        if lr_step_iters <= 0:
+            engine.update_lr()
         elapsed += time.time() - t0
         rec = {"epoch": epoch + 1, "iterations": n_batches, "loss": sums["loss"] / max(1, n_batches),
-               "acc": sums["acc"] / max(1, sums["n_acc"]), "lr": lr, "seconds": time.time() - t0}
+               "acc": sums["acc"] / max(1, sums["n_acc"]), "lr": lr, "lr_end": engine.get_current_lr(),
+               "seconds": time.time() - t0}
         history.append(rec)
-        log.info("%s epoch %d/%d: loss %.4f acc %.3f lr %.2e (%.1fs)", desc, epoch + 1, epochs, rec["loss"],
-                 rec["acc"], lr, rec["seconds"])
+        log.info("%s epoch %d/%d: %d it, loss %.4f acc %.3f lr %.2e (%.1fs)", desc, epoch + 1, epochs, n_batches,
+                 rec["loss"], rec["acc"], lr, rec["seconds"])
         atomic_torch_save({"model": engine.model.state_dict(), "optimizer": engine.optimizer.state_dict(),
                            "scheduler": engine.scheduler.state_dict(), "rng": rng_state(), "epoch": epoch + 1,
                            "elapsed": elapsed, "history": history}, checkpoint_path)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, rec)
-    return {"epochs": epochs, "train_s": elapsed, "history": history}
+    return {"epochs": len(history), "iterations": sum(h["iterations"] for h in history), "train_s": elapsed,
+            "history": history}

@@ -4,6 +4,8 @@ The table has rows baseline / augmented / delta (augmented - baseline, paired by
 columns rank-1, rank-5, mAP for every seed, then their mean +- std over seeds, then the
 generator's SSIM, IS, mask-SSIM and mask-IS read from the evaluate-generator records (shown
 on the augmented row; "n/a" with the reason where a value is null or the file is absent).
+Above the table, :func:`budget_note` says how long each variant trained: the epoch budget (the
+augmented model takes more optimizer steps) or the iteration-matched one (``train.budget``).
 """
 from __future__ import annotations
 
@@ -186,8 +188,8 @@ def results_table(runs: dict, seeds: Sequence[int], gen: dict, rerank: bool) -> 
 
 def results_frame(runs: dict) -> pd.DataFrame:
     cols = ["variant", "seed", "rank1", "rank5", "rank10", "rank20", "mAP", "rerank_rank1", "rerank_rank5",
-            "rerank_mAP", "train_s", "eval_s", "wall_s", "epochs", "iterations", "final_loss", "n_train_real",
-            "n_train_synthetic", "num_train_pids"]
+            "rerank_mAP", "train_s", "eval_s", "wall_s", "budget", "epochs", "iterations", "final_loss",
+            "n_train_real", "n_train_synthetic", "num_train_pids"]
     rows = []
     for rec in runs.values():
         row = {c: rec.get(c) for c in cols}
@@ -234,6 +236,53 @@ def bar_chart(runs: dict, seeds: Sequence[int], path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- report
+def _plan_of(variant: str, runs: dict, plan: dict | None) -> dict | None:
+    if plan and variant in plan:
+        return plan[variant]
+    rec = next((r for r in runs.values() if r.get("variant") == variant and r.get("training_plan")), None)
+    return rec["training_plan"] if rec else None
+
+
+def _epochs_text(rec: dict) -> str:
+    p = rec.get("training_plan") or {}
+    if p and p["total_iters"] % p["iters_per_epoch"]:
+        return f"{rec['epochs']} epoch(s), the last cut ({p['epochs_equivalent']:.2f} epochs)"
+    return f"{rec['epochs']} epoch(s)"
+
+
+def budget_note(train: dict, runs: dict, plan: dict | None = None) -> str:
+    """The report's sentence on how long each variant trained (``train``: the config's train section;
+    ``plan``: :func:`reid_aug.reid.benchmark.training_plan`, else read from the run records)."""
+    requested = train.get("budget", "epochs")
+    base, aug = _plan_of("baseline", runs, plan), _plan_of("augmented", runs, plan)
+    if base is None and aug is None:        # records written before training plans existed
+        return ("Both variants train for the same number of epochs with the same recipe and seed, so the "
+                "augmented model takes more iterations (see Runs).")
+    if aug is None:
+        note = f"Baseline only: {base['epochs']} epoch(s) = {base['total_iters']} optimizer steps."
+        return note + (" (`train.budget: iterations` has no effect without an augmented folder.)"
+                       if requested == "iterations" else "")
+    if base is None:
+        return f"Augmented: {aug['epochs']} epoch(s) = {aug['total_iters']} optimizer steps."
+    if requested == "iterations":
+        note = (f"Training budget: **iteration-matched: both variants take {aug['total_iters']} optimizer steps** "
+                f"(augmented: {aug['epochs']} epoch(s) x {aug['iters_per_epoch']} iterations; baseline: "
+                f"{base['epochs_equivalent']:.2f} epochs of {base['iters_per_epoch']} iterations")
+        if base["total_iters"] % base["iters_per_epoch"]:
+            note += f", i.e. {base['epochs']} epochs with the last one cut"
+        note += ")"
+        if base.get("lr_step_iters"):
+            note += (f"; the baseline's learning-rate schedule steps every {base['lr_step_iters']} iterations as the "
+                     f"augmented run's does, so both see the same learning rate at every step")
+        return note + (". Training length is thus controlled: the delta is not a training-length effect (the augmented "
+                       "model sees each real image fewer times instead).")
+    ratio = aug["total_iters"] / max(1, base["total_iters"])
+    return (f"Training budget: epochs: both variants train for {aug['epochs']} epoch(s) with the same recipe and "
+            f"seed (as the papers' recipes do), so the augmented model takes {ratio:.2f}x the optimizer steps "
+            f"({aug['total_iters']} vs {base['total_iters']}); part of the delta can be a training-length effect. "
+            f"`--set train.budget=iterations` gives the iteration-matched control.")
+
+
 def write_report(out_dir: str | Path, results: dict, seeds: Sequence[int], generator_eval=None,
                  train_info: dict | None = None) -> Path:
     """``results.csv``, ``report.md`` and ``bars.png`` in ``out_dir`` from the ``results.json`` dict."""
@@ -257,7 +306,8 @@ def write_report(out_dir: str | Path, results: dict, seeds: Sequence[int], gener
         "# Re-ID benchmark: baseline vs augmented",
         "",
         f"torchreid `{model.get('name')}` ({'ImageNet-initialised' if model.get('pretrained') else 'from scratch'}) "
-        f"at {data.get('height')}x{data.get('width')}, {train.get('epochs')} epoch(s), batch {train.get('batch_size')}, "
+        f"at {data.get('height')}x{data.get('width')}, {train.get('epochs')} epoch(s) "
+        f"(budget `{train.get('budget', 'epochs')}`), batch {train.get('batch_size')}, "
         f"synthetic labels `{train.get('labels')}`; dataset `{setup.get('dataset')}`.",
         f"Train: {info.get('num_train_pids', '?')} identities, {info.get('n_real', '?')} real images ({subsample})"
         + (f" + {info.get('n_synthetic')} synthetic images from `{setup.get('augmented_dir')}` under their source pid"
@@ -265,8 +315,7 @@ def write_report(out_dir: str | Path, results: dict, seeds: Sequence[int], gener
         + f". Test: {info.get('n_query', '?')} queries, {info.get('n_gallery', '?')} gallery images "
           "(Market protocol: same pid + camera removed, junk out, distractors in).",
         "",
-        "Both variants train for the same number of epochs with the same recipe and seed, so the augmented model "
-        "takes more iterations (see Runs).",
+        budget_note(train, runs, info.get("plan")),
         "",
         "Values in %; s<N> = seed N; delta = augmented - baseline (paired by seed, percentage points); "
         "generator metrics from " + (f"`{gen['source']}`" if gen.get("source") else "no records") + ".",
@@ -286,7 +335,8 @@ def write_report(out_dir: str | Path, results: dict, seeds: Sequence[int], gener
     for key in sorted(runs, key=lambda k: (runs[k]["seed"], runs[k]["variant"] != "baseline")):
         r = runs[key]
         lines.append(f"- `{key}`: wall {r['wall_s'] / 60:.1f} min (train {r['train_s'] / 60:.1f}, eval "
-                     f"{r['eval_s'] / 60:.1f}), {r['epochs']} epoch(s) = {r.get('iterations', '?')} iterations, final loss {r.get('final_loss') or float('nan'):.3f}, "
+                     f"{r['eval_s'] / 60:.1f}), {_epochs_text(r)} = {r.get('iterations', '?')} iterations, "
+                     f"final loss {r.get('final_loss') or float('nan'):.3f}, "
                      f"{r['n_train_real']} real + {r['n_train_synthetic']} synthetic train images, "
                      f"init: {'ImageNet ' + str(r['init'].get('path')) if r.get('init', {}).get('pretrained') else 'random'}")
     missing = [f"{v}_seed{s}" for s in seeds for v in ("baseline", "augmented") if f"{v}_seed{s}" not in runs]

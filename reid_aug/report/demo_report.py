@@ -97,7 +97,7 @@ def write_demo_report(out: Path, data_dir: Path, run_dir: Path, synth_dir: Path,
     """Write ``out/report.md`` and ``out/report.html``; return the HTML path."""
     import markdown
 
-    from reid_aug.reid.report import read_generator_metrics, results_table
+    from reid_aug.reid.report import budget_note, read_generator_metrics, results_table
 
     out = Path(out)
     fig_dir = out / "figures"
@@ -112,6 +112,8 @@ def write_demo_report(out: Path, data_dir: Path, run_dir: Path, synth_dir: Path,
     rerank = bool(results.get("setup", {}).get("config", {}).get("eval", {}).get("rerank"))
     gen_metrics = read_generator_metrics(run_dir / "eval" / "metrics.json")
     reid_table = results_table(results.get("runs", {}), seeds, gen_metrics, rerank)
+    train_cfg = results.get("setup", {}).get("config", {}).get("train", {})
+    budget = budget_note(train_cfg, results.get("runs", {}))
     gen_table, gen_info = _generator_table(run_dir / "eval" / "metrics.json")
 
     def pic(name, alt):
@@ -135,6 +137,8 @@ def write_demo_report(out: Path, data_dir: Path, run_dir: Path, synth_dir: Path,
         "## Numbers",
         "",
         "Re-ID (values in %, delta = augmented - baseline):",
+        "",
+        budget,
         "",
         reid_table,
         "",

@@ -102,14 +102,15 @@ def train_generator_cmd(dataset, recipe, out_dir, overrides, resume, dry_run):
               help="A Re-ID checkpoint from `benchmark` for the identity-retrieval score.")
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--limit", default=None, type=int, help="Evaluate only the first N pairs.")
+@click.option("--force", is_flag=True, help="Recompute even if eval/metrics.json holds this exact evaluation.")
 def evaluate_generator_cmd(run_dir, dataset, pairs_csv, inception_weights, protocol, stage, reid_model, batch_size,
-                           limit):
+                           limit, force):
     """SSIM, mask-SSIM, IS, mask-IS of a trained generator on the test pairs."""
     from reid_aug.metrics.evaluate_generator import evaluate_generator, format_records
 
     records = evaluate_generator(run_dir, dataset=dataset, pairs_csv=pairs_csv, inception_weights=inception_weights,
                                  protocol=protocol, stage=stage, reid_model=reid_model, batch_size=batch_size,
-                                 limit=limit)
+                                 limit=limit, force=force)
     click.echo(format_records(records))
 
 

@@ -136,15 +136,36 @@ def test_interrupted_evaluation_resumes_to_the_same_records(trained_run, monkeyp
 
     monkeypatch.setattr(ev, "l1_pm1", failing_l1)
     with pytest.raises(KeyboardInterrupt):
-        ev.evaluate_generator(trained_run, **kw)
+        ev.evaluate_generator(trained_run, force=True, **kw)
     partial = list((trained_run / "eval").glob("partial-*.pt"))
     assert len(partial) == 1 and torch.load(partial[0], weights_only=True)["batches"] == 2
     monkeypatch.setattr(ev, "l1_pm1", real_l1)
-    resumed = _by_row(ev.evaluate_generator(trained_run, **kw))
+    resumed = _by_row(ev.evaluate_generator(trained_run, force=True, **kw))
     assert not list((trained_run / "eval").glob("partial-*.pt"))
     for row in ev.ROWS:
         for key in ("ssim", "mask_ssim", "l1"):
             assert resumed[row][key] == pytest.approx(full[row][key], abs=1e-12)
+
+
+def test_finished_evaluation_is_reused_not_recomputed(trained_run, monkeypatch):
+    import reid_aug.metrics.evaluate_generator as ev
+    from reid_aug.generator.inference import PoseTransferGenerator
+
+    kw = dict(batch_size=4, limit=8, workers=0, protocol="pg2")
+    first = ev.evaluate_generator(trained_run, **kw)
+
+    def no_generation(*a, **k):
+        raise AssertionError("the finished evaluation was recomputed")
+
+    monkeypatch.setattr(PoseTransferGenerator, "generate", no_generation)
+    again = ev.evaluate_generator(trained_run, **kw)
+    assert again == first
+    # other inputs (pairs, protocol) or --force mean a new evaluation
+    for changed in (dict(kw, limit=12), dict(kw, protocol="defgan")):
+        with pytest.raises(AssertionError, match="recomputed"):
+            ev.evaluate_generator(trained_run, **changed)
+    with pytest.raises(AssertionError, match="recomputed"):
+        ev.evaluate_generator(trained_run, force=True, **kw)
 
 
 def test_clear_errors(trained_run, tmp_path):

@@ -21,7 +21,8 @@ the source does not win trivially.
 Outputs in ``RUN/eval/``: ``metrics.json`` (records of every evaluated stage/protocol; the default stage's
 ``defgan`` evaluation first), ``metrics.csv`` (one row per record), ``per_pair.csv`` (model row, last evaluation),
 ``samples.png`` (source | target pose | generated | target for 8 pairs). A killed evaluation resumes from
-``eval/partial-*.pt`` (written every ``RESUME_EVERY`` batches).
+``eval/partial-*.pt`` (written every ``RESUME_EVERY`` batches). A finished evaluation of the same checkpoint,
+stage, pairs, protocol and scorers is read back from ``metrics.json`` instead of recomputed (``force=True`` redoes it).
 """
 from __future__ import annotations
 
@@ -160,7 +161,8 @@ class _IdentityRetrieval:
 
 # --------------------------------------------------------------------------- the evaluation
 def evaluate_generator(run_dir, dataset=None, pairs_csv=None, inception_weights=None, protocol="defgan", stage=None,
-                       reid_model=None, batch_size=64, limit=None, device=None, workers: int = 2) -> list[dict]:
+                       reid_model=None, batch_size=64, limit=None, device=None, workers: int = 2,
+                       force: bool = False) -> list[dict]:
     """Evaluate the generator of ``run_dir`` on the test pairs; write ``run_dir/eval/*``; return the records.
 
     dataset: market | synthetic | PATH (default: the one the run trained on). pairs_csv: a ``from,to`` file
@@ -168,6 +170,7 @@ def evaluate_generator(run_dir, dataset=None, pairs_csv=None, inception_weights=
     file (default: the torch hub cache; absent -> IS fields null with the reason). protocol: ``defgan`` | ``pg2``
     (the value shown as ``ssim``; both are recorded). stage: ``g1`` | ``g2`` (default: the last trained).
     reid_model: a model saved by ``reid-aug benchmark`` for the identity-retrieval score. limit: first N pairs.
+    force: recompute even when ``eval/metrics.json`` already holds this exact evaluation.
     Returns one record per row (``model``, ``real_vs_real``, ``copy_source``).
     """
     from torch.utils.data import DataLoader
@@ -198,6 +201,14 @@ def evaluate_generator(run_dir, dataset=None, pairs_csv=None, inception_weights=
     retrieval = _IdentityRetrieval(Path(reid_model), index, dev, batch_size) if reid_model is not None else None
 
     eval_dir = run_dir / "eval"
+    if not force:
+        done = _finished_records(eval_dir, gen.sha256, stage, pairs_sha, proto.name, scorer.weights_path,
+                                 retrieval.sha256 if retrieval else None)
+        if done is not None:
+            log.info("%s already holds this evaluation (checkpoint step %d, stage %s, %d pairs, protocol %s): "
+                     "reusing it; --force recomputes", eval_dir / "metrics.json", gen.step, stage, len(pairs),
+                     proto.name)
+            return done
     key = sha256_lines([gen.sha256, stage, pairs_sha, str(batch_size), str(scorer.weights_path),
                         str(reid_model)])[:16]
     partial_file = eval_dir / f"partial-{key}.pt"
@@ -288,6 +299,27 @@ def evaluate_generator(run_dir, dataset=None, pairs_csv=None, inception_weights=
     if partial_file.is_file():
         partial_file.unlink()
     return records
+
+
+def _finished_records(eval_dir: Path, ckpt_sha: str, stage: str, pairs_sha: str, protocol: str,
+                      inception_weights, reid_sha) -> list[dict] | None:
+    """The records of a finished evaluation with exactly these inputs in ``eval_dir/metrics.json``, else None."""
+    path = eval_dir / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        records = json.loads(path.read_text())["records"]
+    except (OSError, ValueError, KeyError, TypeError):
+        log.warning("%s is unreadable: evaluating again", path)
+        return None
+    weights = str(inception_weights) if inception_weights else None
+    found = [r for r in records if isinstance(r, dict)
+             and r.get("checkpoint_sha256") == ckpt_sha and r.get("stage") == stage
+             and r.get("pairs_sha256") == pairs_sha and r.get("protocol") == protocol
+             and r.get("inception_weights") == weights and r.get("reid_model_sha256") == reid_sha]
+    if {r.get("row") for r in found} != set(ROWS):
+        return None
+    return sorted(found, key=lambda r: ROWS.index(r["row"]))
 
 
 def _pid(index, name: str) -> int:

@@ -312,3 +312,32 @@ def test_one_stage_g1_plus_d_ablation(tiny_synthetic, tmp_path):
     assert gen.generate(src, pose).shape == (1, 3, 128, 64)
     with pytest.raises(CheckpointError, match="no trained G2"):
         gen.generate(src, pose, stage="g2")
+
+
+def test_init_from_takes_over_stage_one_and_trains_only_stage_two(tiny_synthetic, tmp_path):
+    """Stage II retrained with another loss weight from a finished run's G1 (train.init_from)."""
+    cfg, src = _cfg(tiny_synthetic, tmp_path / "src", "train.g1_iters=3", "train.g2_iters=2")
+    train_generator(cfg, str(tiny_synthetic), src)
+    src_ckpt = load_checkpoint(src)
+
+    cfg2, out = _cfg(tiny_synthetic, tmp_path / "lambda100", "train.g1_iters=3", "train.g2_iters=2",
+                     "loss.lambda_l1=100", f"train.init_from={src}")
+    train_generator(cfg2, str(tiny_synthetic), out)
+    ckpt = load_checkpoint(out)
+    assert ckpt["trained"] == ["g1", "g2"] and ckpt["complete"] and ckpt["global_step"] == 3 + 2
+    # G1 is the source run's, bit for bit; G2 was trained again under the new loss
+    assert _same(ckpt["models"]["g1"], src_ckpt["models"]["g1"])
+    assert not _same(ckpt["models"]["g2"], src_ckpt["models"]["g2"])
+    assert [r["stage"] for r in _log(out)] == ["g2", "g2"]
+    import json
+    info = json.loads((out / "run.json").read_text())["init_from"]
+    assert info["stages"] == ["g1"] and info["sha256"] == sha256_file(src / "checkpoint.pt")
+    assert load_generator(out).stages == ("g1", "g2")
+
+    # a G1 of other widths, or a source with nothing finished to share, is a clear error
+    cfg3, out3 = _cfg(tiny_synthetic, tmp_path / "wide", "model.g1_width=6", f"train.init_from={src}")
+    with pytest.raises(CheckpointError, match="does not fit"):
+        train_generator(cfg3, str(tiny_synthetic), out3)
+    cfg4, out4 = _cfg(tiny_synthetic, tmp_path / "g1d", "train.stages=[g1+d,g2]", f"train.init_from={src}")
+    with pytest.raises(CheckpointError, match="no finished stage 'g1\\+d'"):
+        train_generator(cfg4, str(tiny_synthetic), out4)

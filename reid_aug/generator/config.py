@@ -65,6 +65,9 @@ class TrainConfig:
     n_samples: int = 8              # rows of the sample grid
     tensorboard: bool = True
     max_minutes: float = 0.0        # > 0: save and stop after this long (continue with --resume)
+    init_from: str = ""             # a PG² checkpoint (or run folder) whose finished first stage (G1) is taken
+                                    # over: this run starts at its second stage, as the official code trains
+                                    # stage II from a stage-I checkpoint (e.g. stage-II ablations on one G1)
 
     def gen_lr(self, stage: str) -> float:
         return self.g2_lr if stage == "g2" and self.g2_lr > 0 else self.lr

@@ -416,13 +416,62 @@ class _Trainer:
             set_rng_state(ckpt["rng"])
             log.info("resuming %s at stage %s step %d (global step %d)", self.ckpt_file,
                      ckpt.get("stage"), self.step, self.global_step)
-        elif self.resume:
-            log.warning("--resume: no checkpoint in %s yet; starting from scratch", self.run_dir)
-        elif self.ckpt_file.is_file():
+        elif self.ckpt_file.is_file() and not self.resume:
             raise TrainingError(f"{self.run_dir} already holds a run ({self.ckpt_file}); pass --resume to continue "
                                 f"it, or --out NEW_FOLDER to start another")
+        else:
+            if self.resume:
+                log.warning("--resume: no checkpoint in %s yet; starting from scratch", self.run_dir)
+            if cfg.train.init_from:
+                self._init_from(Path(cfg.train.init_from))
         for net in self.nets.values():
             net.to(self.device)
+
+    def _init_from(self, path: Path) -> None:
+        """Take over the finished first stage of another run (``train.init_from``): its networks' weights (G1; G1 and
+        D after "g1+d"); this run starts at its second stage."""
+        from reid_aug.config import from_dict
+        from reid_aug.utils.io import sha256_file
+
+        ckpt_file = path / CHECKPOINT_NAME if path.is_dir() else path
+        src = load_checkpoint(ckpt_file)
+        src_cfg = from_dict(PG2Config, src["config"])
+        stages, src_stages = self.cfg.train.stages, tuple(src_cfg.train.stages)
+        if len(stages) < 2:
+            raise CheckpointError(f"train.init_from takes over the first stage of a two-stage run; this run's stages "
+                                  f"are {list(stages)}")
+        if stages[0] != src_stages[0] or int(src["stage_index"]) < 1:
+            raise CheckpointError(
+                f"train.init_from={ckpt_file}: it has no finished stage {stages[0]!r} to take over (its stages "
+                f"{list(src_stages)}, finished {src.get('trained', [])})")
+        shared = 1
+        ours, theirs = self.cfg.model, src_cfg.model
+        for field_name in ("image_size", "pose_mode"):
+            if getattr(ours, field_name) != getattr(theirs, field_name):
+                raise CheckpointError(f"train.init_from={ckpt_file} has model.{field_name}="
+                                      f"{getattr(theirs, field_name)!r}, this run {getattr(ours, field_name)!r}")
+        old_pairs = src.get("dataset", {}).get("pairs_sha256")
+        if old_pairs not in (None, self.data_info["pairs_sha256"]):
+            raise CheckpointError(f"train.init_from={ckpt_file} was trained on other pairs "
+                                  f"({src['dataset'].get('spec')}: {src['dataset'].get('n_pairs')} pairs) than "
+                                  f"{self.dataset_spec} gives ({self.data_info['n_pairs']})")
+        nets = {"g1": ("g1",), "g1+d": ("g1", "d"), "g2": ("g2", "d")}
+        names = sorted({n for st in stages[:shared] for n in nets[st]})
+        for name in names:
+            if name not in self.nets:
+                self.nets.update(build_networks(self.cfg.model, (name,)))
+            try:
+                self.nets[name].load_state_dict(src["models"][name])
+            except (KeyError, RuntimeError) as e:
+                raise CheckpointError(f"train.init_from={ckpt_file}: its {name.upper()} does not fit this run's "
+                                      f"model config (widths/levels must match): {str(e).splitlines()[0]}") from e
+        self.stage_index = shared
+        self.global_step = sum(src_cfg.train.iters(st) for st in stages[:shared])
+        self.init_info = {"checkpoint": str(ckpt_file), "sha256": sha256_file(ckpt_file),
+                          "stages": list(stages[:shared]), "networks": names, "global_step": self.global_step}
+        log.info("train.init_from: %s from %s (stages %s, %d steps); starting at stage %s",
+                 "+".join(n.upper() for n in names), ckpt_file, "+".join(stages[:shared]), self.global_step,
+                 stages[shared])
 
     def _check_resumable(self, ckpt: dict) -> None:
         old, new = ckpt["config"], to_dict(self.cfg)
@@ -715,10 +764,18 @@ class _Trainer:
             dist.destroy_process_group()
 
 
-def _write_run_files(cfg: PG2Config, dataset: str, run_dir: Path, data_info: dict) -> None:
+def _write_run_files(cfg: PG2Config, dataset: str, run_dir: Path, data_info: dict,
+                     init_info: dict | None = None) -> None:
     save_config(cfg, run_dir / "config.yaml")
     info = {"dataset": dataset, "data": data_info, "torch": torch.__version__,
             "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
+    if init_info is None and (run_dir / "run.json").is_file():   # a resumed init_from run keeps its record
+        try:
+            init_info = json.loads((run_dir / "run.json").read_text()).get("init_from")
+        except ValueError:
+            init_info = None
+    if init_info:
+        info["init_from"] = init_info
     atomic_write_text(run_dir / "run.json", json.dumps(info, indent=2) + "\n")
 
 
@@ -739,7 +796,7 @@ def train_generator(cfg: PG2Config, dataset: str, out_dir: str | Path, resume: b
             run_dir.mkdir(parents=True, exist_ok=True)
         trainer.build()
         if trainer.dist.main:
-            _write_run_files(cfg, dataset, run_dir, trainer.data_info)
+            _write_run_files(cfg, dataset, run_dir, trainer.data_info, getattr(trainer, "init_info", None))
         if dry_run:
             _dry_run(trainer)
             return run_dir

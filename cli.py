@@ -166,8 +166,10 @@ def synthesize_cmd(run_dir, checkpoint, dataset, poses_per_id, out_dir, strategy
 @click.option("--generator-eval", type=click.Path(path_type=Path), default=None,
               help="evaluate-generator metrics.json to show beside the Re-ID numbers.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Report folder.")
+@click.option("--baseline-from", type=click.Path(path_type=Path), default=None,
+              help="Another benchmark folder whose comparable baseline runs are taken over instead of retrained.")
 def benchmark_cmd(model, dataset, augmented_dir, recipe, overrides, seeds, labels, pretrained, weights, rerank,
-                  generator_eval, out_dir):
+                  generator_eval, out_dir, baseline_from):
     """Train torchreid baselines with and without augmentation; write one report."""
     from reid_aug.reid.benchmark import resolve_benchmark, run_benchmark
 
@@ -175,7 +177,7 @@ def benchmark_cmd(model, dataset, augmented_dir, recipe, overrides, seeds, label
                             rerank=rerank)
     seed_list = [int(s) for s in str(seeds).split(",") if s.strip()]
     out = run_benchmark(cfg, dataset=dataset, augmented_dir=augmented_dir, seeds=seed_list, weights=weights,
-                        generator_eval=generator_eval, out_dir=out_dir)
+                        generator_eval=generator_eval, out_dir=out_dir, baseline_from=baseline_from)
     click.echo(f"report: {out / 'report.md'}")
 
 

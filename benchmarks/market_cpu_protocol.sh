@@ -27,6 +27,8 @@ reid-aug synthesize --run "$OUT/generator" --dataset market --poses-per-id 10 --
     --out "$OUT/synthesized" --device cpu
 
 stamp "benchmark seeds $SEEDS"
+# BASELINE_FROM=runs/OTHER/benchmark: take over that folder's comparable baselines instead of training them again
+baseline=(); [ -n "${BASELINE_FROM:-}" ] && baseline=(--baseline-from "$BASELINE_FROM")
 reid-aug benchmark --recipe reid_cpu_market --dataset market --augmented "$OUT/synthesized" --seeds "$SEEDS" \
-    --generator-eval "$OUT/generator/eval/metrics.json" --out "$OUT/benchmark"
+    --generator-eval "$OUT/generator/eval/metrics.json" --out "$OUT/benchmark" "${baseline[@]}"
 stamp "done"

@@ -351,6 +351,24 @@ def test_epochs_budget_keeps_old_behaviour(tiny_synthetic, augmented, tmp_path, 
     with pytest.raises(Exception, match="different benchmark"):
         run_benchmark(other, dataset=str(tiny_synthetic), augmented_dir=augmented, seeds=[0], out_dir=out)
 
+    # another augmented set against the same baseline (--baseline-from): only the augmented run trains
+    aug2 = _make_augmented(tiny_synthetic, tmp_path / "aug2" / "synth", per_id=1)
+    trained = []
+    monkeypatch.setattr(bm, "_train_and_evaluate",
+                        lambda *a, **k: trained.append(a[2:4]) or {**results["runs"]["augmented_seed0"], "seed": a[3]})
+    out2 = run_benchmark(cfg, dataset=str(tiny_synthetic), augmented_dir=aug2, seeds=[0], out_dir=tmp_path / "b2",
+                         baseline_from=out)
+    assert trained == [("augmented", 0)]
+    res2 = json.loads((out2 / "results.json").read_text())
+    base, src_base = res2["runs"]["baseline_seed0"], results["runs"]["baseline_seed0"]
+    assert base["reused_from"] == str(out / "results.json") and base["rank1"] == src_base["rank1"]
+    assert (out2 / "models" / "baseline_seed0.pt").read_bytes() == (out / "models" / "baseline_seed0.pt").read_bytes()
+    assert res2["setup"]["augmented_manifest_sha256"] != results["setup"]["augmented_manifest_sha256"]
+    # baselines of another config are not comparable
+    with pytest.raises(Exception, match="not comparable.*config"):
+        run_benchmark(other, dataset=str(tiny_synthetic), augmented_dir=aug2, seeds=[0], out_dir=tmp_path / "b3",
+                      baseline_from=out)
+
 
 def test_iteration_budget_cuts_the_last_epoch_and_steps_lr_by_iterations(tiny_synthetic, tmp_path):
     """total_iters / lr_step_iters: epochs of 3 it, 7 it in all -> 3 + 3 + 1; LR halves after iteration 5

@@ -34,7 +34,7 @@ import torch
 from reid_aug.config import from_dict, load_config, save_config, to_dict
 from reid_aug.errors import CheckpointError, DatasetError, ReidAugError, WeightsMissingError
 from reid_aug.reid.config import BenchmarkConfig, with_cli
-from reid_aug.utils.io import atomic_torch_save, atomic_write_text, sha256_file
+from reid_aug.utils.io import atomic_torch_save, atomic_write_bytes, atomic_write_text, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -376,8 +376,14 @@ def _default_generator_eval(augmented_dir: Path | None) -> Path | None:
 
 def run_benchmark(cfg: BenchmarkConfig, dataset: str = "synthetic", augmented_dir: str | Path | None = None,
                   seeds: Sequence[int] = (0,), weights: str | Path | None = None,
-                  generator_eval: str | Path | None = None, out_dir: str | Path | None = None) -> Path:
-    """Train/evaluate baseline and augmented models for every seed; write the report. Returns ``out_dir``."""
+                  generator_eval: str | Path | None = None, out_dir: str | Path | None = None,
+                  baseline_from: str | Path | None = None) -> Path:
+    """Train/evaluate baseline and augmented models for every seed; write the report. Returns ``out_dir``.
+
+    ``baseline_from``: another benchmark folder whose baseline runs are taken over instead of trained again, where
+    they are exactly comparable (same dataset, config, weights and baseline training plan; only the augmented
+    folder differs), e.g. to compare several augmented sets against one baseline.
+    """
     if not seeds:
         raise ReidAugError("no seeds given (e.g. --seeds 0,1,2)")
     out_dir = Path(out_dir) if out_dir is not None else Path("runs") / f"benchmark_{cfg.model.name}"
@@ -386,12 +392,47 @@ def run_benchmark(cfg: BenchmarkConfig, dataset: str = "synthetic", augmented_di
     if cfg.runtime.threads > 0:
         torch.set_num_threads(cfg.runtime.threads)
     try:
-        return _run(cfg, dataset, augmented_dir, seeds, weights, generator_eval, out_dir)
+        return _run(cfg, dataset, augmented_dir, seeds, weights, generator_eval, out_dir, baseline_from)
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _run(cfg, dataset, augmented_dir, seeds, weights, generator_eval, out_dir: Path) -> Path:
+def _reuse_baselines(results: dict, setup: dict, plan: dict, seeds, source: Path, out_dir: Path) -> int:
+    """Copy comparable baseline runs of the benchmark in ``source`` into ``results``; returns how many."""
+    src_file = source / "results.json" if source.is_dir() else source
+    other = _load_results(src_file)
+    if not other:
+        raise ReidAugError(f"--baseline-from {source}: no results.json there")
+    skip = {"augmented_dir", "augmented_manifest_sha256"}
+    mine = {k: v for k, v in setup.items() if k not in skip}
+    theirs = {k: v for k, v in (_normalized_setup(other.get("setup")) or {}).items() if k not in skip}
+    if mine != theirs:
+        diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        raise ReidAugError(f"--baseline-from {source}: its baselines are not comparable ({', '.join(diff)} differ)")
+    n = 0
+    for seed in seeds:
+        key = f"baseline_seed{seed}"
+        rec = other.get("runs", {}).get(key)
+        if key in results["runs"] or rec is None:
+            continue
+        if rec.get("training_plan") != plan["baseline"]:
+            raise ReidAugError(f"--baseline-from {source}: {key} trained for {rec.get('training_plan')}, this "
+                               f"benchmark's baseline needs {plan['baseline']} (train.budget: iterations ties the "
+                               f"baseline to the augmented set's size)")
+        rec = dict(rec, reused_from=str(src_file))
+        model = Path(rec.get("model_path", ""))
+        if model.is_file():
+            dst = out_dir / "models" / model.name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(dst, model.read_bytes())
+            rec["model_path"] = str(dst)
+        results["runs"][key] = rec
+        n += 1
+    log.info("--baseline-from %s: %d baseline run(s) taken over", source, n)
+    return n
+
+
+def _run(cfg, dataset, augmented_dir, seeds, weights, generator_eval, out_dir: Path, baseline_from=None) -> Path:
     from reid_aug.dataset.market import load_dataset
     from reid_aug.reid.data import build_splits, read_augmented, validate_images
     from reid_aug.reid.report import write_report
@@ -432,6 +473,9 @@ def _run(cfg, dataset, augmented_dir, seeds, weights, generator_eval, out_dir: P
                            f"augmented folder or weights differ; see {results_path}); pass another --out or delete "
                            f"that folder")
     results = {"setup": setup, "seeds": _run_seeds(results.get("runs", {})), "runs": results.get("runs", {})}
+    if baseline_from is not None:
+        _reuse_baselines(results, setup, plan, seeds, Path(baseline_from), out_dir)
+        results["seeds"] = _run_seeds(results["runs"])
     save_config(cfg, out_dir / "config.yaml")
     # written before any training: a later run with another setup is refused instead of resuming these checkpoints
     atomic_write_text(results_path, json.dumps(results, indent=1))

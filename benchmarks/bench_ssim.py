@@ -5,12 +5,14 @@ one -- which is exactly the copy-the-source floor of ``evaluate-generator``. All
 separately), then for each protocol, ``--rounds`` times (the machine is shared; every figure is the minimum over
 the rounds, the per-round ratios are printed too):
 
-- ours, eager (``ssim(src, tgt, protocol)``, the default) and compiled (``compile=True``; its one-off compilation
-  is timed separately);
+- ours, default (``ssim(src, tgt, protocol)``: the native C kernel on CPU; its one-off build is timed
+  separately), the eager torch fallback (``NATIVE = False``: what runs where no C compiler works) and compiled
+  (``compile=True``; its one-off compilation is timed separately);
 - the published loop: ``skimage.metrics.structural_similarity`` per image, exactly as the Deformable GAN / PATN
   (``defgan``) and PG² (``pg2``) scripts call it;
 - speed-up = skimage seconds / ours seconds; max |ours - skimage| over all pairs;
-- float32 accuracy: max |float32 - float64| of ours, how many images the error estimate sent to float64, and
+- float32 accuracy of the default path: max |float32 - float64| of ours (the kernel's raw values), how many
+  images the error estimate sent to float64, and
   the largest measured error in units of the estimate (``err / (2^-24 est)``, the calibration of ``EST_FACTOR``),
   plain and masked;
 - the copy-source floor (mean SSIM) and the mask-SSIM floor (target pose masks; checked against scikit-image on
@@ -25,6 +27,7 @@ Runs on one thread by default (the scikit-image loop is single-threaded); ``--th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import sys
@@ -101,19 +104,34 @@ def copy_bandwidth(n_bytes: int, repeats: int = 5) -> float:
     return 2 * n_bytes / best / 1e9
 
 
+@contextlib.contextmanager
+def torch_only():
+    """The eager torch path (as where no C compiler works)."""
+    before = ssim_mod.NATIVE
+    ssim_mod.NATIVE = False
+    try:
+        yield
+    finally:
+        ssim_mod.NATIVE = before
+
+
 def float32_accuracy(src, tgt, proto_name):
-    """Raw float32 values (before the float64 re-computation) vs float64: (max error, flagged count, max error in
-    units of 2^-24 est)."""
+    """Raw float32 values of the default path (the native kernel; eager where it is unavailable), before the float64
+    re-computation, vs float64: (max error, flagged count, max error in units of 2^-24 est, max final error)."""
     proto = PROTOCOLS[proto_name]
     r = ssim_mod.data_range_of(src, proto)
     v64 = ssim(src, tgt, proto_name, dtype=torch.float64)
-    vals, ests = [], []
-    step = ssim_mod.CPU_CHUNK
-    for i in range(0, len(src), step):
-        v, e = ssim_mod._ssim_chunk(src[i:i + step], tgt[i:i + step], r[i:i + step], proto, torch.float32, True)
-        vals.append(v)
-        ests.append(e)
-    v32, est = torch.cat(vals), torch.cat(ests)
+    raw = ssim_mod._ssim_native(src, tgt, r, proto)
+    if raw is not None:
+        v32, est = raw
+    else:
+        vals, ests = [], []
+        step = ssim_mod.CPU_CHUNK
+        for i in range(0, len(src), step):
+            v, e = ssim_mod._ssim_chunk(src[i:i + step], tgt[i:i + step], r[i:i + step], proto, torch.float32, True)
+            vals.append(v)
+            ests.append(e)
+        v32, est = torch.cat(vals), torch.cat(ests)
     flagged = ssim_mod._float32_suspect(est, r, v32)
     err = (v32 - v64).abs()
     final = (ssim(src, tgt, proto_name) - v64).abs().max()
@@ -121,7 +139,9 @@ def float32_accuracy(src, tgt, proto_name):
 
 
 def small_batches(src, tgt, mask, n=64):
-    """12 calls on n pairs, as evaluate_generator makes per batch: ms per call, ours eager / compiled / skimage."""
+    """12 calls on n pairs, as evaluate_generator makes per batch: ms per call, ours default / eager / compiled /
+    skimage."""
+    n = min(n, len(src) // 2)  # the third row needs n more pairs (--n below 128)
     rows = (src[:n], tgt[:n], src[n:2 * n])
 
     def run(fn):
@@ -131,7 +151,12 @@ def small_batches(src, tgt, mask, n=64):
                 fn(g, tgt[:n], p, mask[:n])
 
     out = {}
-    for name, fn in (("eager", lambda a, b, p, m: ssim(a, b, p, mask=m)),
+    def eager(a, b, p, m):
+        with torch_only():
+            return ssim(a, b, p, mask=m)
+
+    for name, fn in (("default", lambda a, b, p, m: ssim(a, b, p, mask=m)),
+                     ("eager", eager),
                      ("compiled", lambda a, b, p, m: ssim(a, b, p, mask=m, compile=True)),
                      ("skimage", lambda a, b, p, m: ssim_skimage(a, b, p, mask=m))):
         run(fn)  # warm (workspaces, compiled kernels)
@@ -155,6 +180,11 @@ def main() -> None:
     info, load_start = machine(), load_avg()
     bw_l3, bw_dram = copy_bandwidth(8 << 20), copy_bandwidth(256 << 20)
 
+    cached = any(ssim_mod._native_cache_dir().glob("ssim_*.so"))
+    lib, t_build = timed(ssim_mod._native_lib)
+    native = (f"native kernel {'loaded from the cache' if cached else 'built'} in {t_build:.1f} s" if lib is not None
+              else "native kernel UNAVAILABLE: the default is the eager torch path")
+    print(native)
     (src, tgt, mask, n_images), t_load = timed(lambda: load_pairs(args.root, args.n))
     n = src.shape[0]
     print(f"loaded {n} pairs ({n_images} distinct images) + target pose masks in {t_load:.1f} s; copy bandwidth "
@@ -167,9 +197,12 @@ def main() -> None:
         t_compile = None
         if not args.no_compile:
             _, t_compile = timed(lambda: ssim(src[:8], tgt[:8], proto, compile=True))
-        times = {"eager": [], "compiled": [], "skimage": []}
+        times = {"default": [], "eager": [], "compiled": [], "skimage": []}
         for rnd in range(args.rounds):
             ours, t = timed(lambda: ssim(src, tgt, proto))
+            times["default"].append(t)
+            with torch_only():
+                eager, t = timed(lambda: ssim(src, tgt, proto))
             times["eager"].append(t)
             if not args.no_compile:
                 comp, t = timed(lambda: ssim(src, tgt, proto, compile=True))
@@ -177,9 +210,10 @@ def main() -> None:
             ref, t = timed(lambda: ssim_skimage(src, tgt, proto))
             times["skimage"].append(t)
             print(f"{proto} round {rnd + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v)
-                  + f" (load {load_avg()})", flush=True)
+                  + f" -> default {times['skimage'][-1] / times['default'][-1]:.1f}x (load {load_avg()})", flush=True)
         best = {k: min(v) for k, v in times.items() if v}
         diff = float(np.abs(ours.numpy() - ref).max())
+        diff_eager = float(np.abs(eager.numpy() - ref).max())
         diff_comp = float(np.abs(comp.numpy() - ref).max()) if not args.no_compile else None
         acc_plain = float32_accuracy(src, tgt, proto)
         acc_mask = float32_accuracy(msrc, mtgt, proto)
@@ -187,13 +221,15 @@ def main() -> None:
         k = min(args.mask_check, n)
         mask_diff = float(np.abs(mask_floor[:k].numpy() - ssim_skimage(msrc[:k], mtgt[:k], proto)).max())
         row = dict(protocol=proto, n=n, best=best, times=times, t_compile=t_compile, diff=diff, diff_comp=diff_comp,
+                   diff_eager=diff_eager, load=load_avg(),
                    floor=float(ref.mean()), floor_ours=float(ours.mean()), mask_floor=float(mask_floor.mean()),
                    mask_diff=mask_diff, mask_k=k, acc_plain=acc_plain, acc_mask=acc_mask)
         rows.append(row)
         ratios = ", ".join(f"{k} {best['skimage'] / v:.1f}x" for k, v in best.items() if k != "skimage")
         print(f"{proto}: best of {args.rounds}: skimage {best['skimage']:.1f} s, " + ", ".join(
             f"{k} {v:.2f} s" for k, v in best.items() if k != "skimage") + f" -> {ratios}; max |ours - skimage| "
-              f"{diff:.1e}; float32 vs float64 plain {acc_plain}, masked {acc_mask}; floor {ref.mean():.4f}, "
+              f"{diff:.1e} (eager {diff_eager:.1e}); float32 vs float64 plain {acc_plain}, masked {acc_mask}; "
+              f"floor {ref.mean():.4f}, "
               f"mask floor {mask_floor.mean():.4f} (max diff on {k} pairs {mask_diff:.1e})", flush=True)
     small = small_batches(src, tgt, mask)
     print("small batches (12 calls x 64 pairs), ms per call: " + ", ".join(f"{k} {v:.1f}" for k, v in small.items()))
@@ -204,22 +240,24 @@ def main() -> None:
     md = [f"# SSIM: batched torch vs scikit-image's per-image loop ({n} Market-1501 test pairs)", "",
           f"Command (from the repository root): `{cmd}`; {time.strftime('%Y-%m-%d')}.", "",
           f"Machine: {info}; load average {load_start} at the start. Copy bandwidth {bw_l3:.0f} GB/s (8 MB buffer), "
-          f"{bw_dram:.0f} GB/s (256 MB).", "",
+          f"{bw_dram:.0f} GB/s (256 MB). Default path: {native}.", "",
           f"Decoding the {n_images} distinct images of the {n} pairs (+ target pose masks) took {t_load:.1f} s, not "
           "part of any timing. Inputs: the pairs of `market-pairs-test.csv` with the source image as the "
           "'generated' one, i.e. the copy-the-source floor. Times: best of "
-          f"{args.rounds} rounds, each round ours eager, ours compiled, scikit-image in turn.", "",
-          "| protocol | scikit-image loop (s) | ours eager (s) | speed-up | ours compiled (s) | speed-up | "
-          "max abs diff to skimage (eager / compiled) | copy-source floor | mask-SSIM floor |",
-          "|---|---|---|---|---|---|---|---|---|"]
+          f"{args.rounds} rounds, each round ours default, ours eager, ours compiled, scikit-image in turn.", "",
+          "| protocol | scikit-image loop (s) | ours default (s) | speed-up | ours eager torch (s) | speed-up | "
+          "ours compiled (s) | speed-up | max abs diff to skimage (default / eager / compiled) | copy-source floor | "
+          "mask-SSIM floor | load at the end |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         b = r["best"]
         comp = (f"{b['compiled']:.2f} (+{r['t_compile']:.0f} s compile once) | {b['skimage'] / b['compiled']:.1f}x"
                 if "compiled" in b else "n/a | n/a")
         dc = f"{r['diff_comp']:.1e}" if r["diff_comp"] is not None else "n/a"
-        md.append(f"| {r['protocol']} | {b['skimage']:.1f} | {b['eager']:.2f} | {b['skimage'] / b['eager']:.1f}x | "
-                  f"{comp} | {r['diff']:.1e} / {dc} | {r['floor']:.4f} | {r['mask_floor']:.4f} |")
-    md += ["", "Float32 accuracy (eager, all pairs; float64 re-computation decided by the error estimate):", "",
+        md.append(f"| {r['protocol']} | {b['skimage']:.1f} | {b['default']:.2f} | {b['skimage'] / b['default']:.1f}x | "
+                  f"{b['eager']:.2f} | {b['skimage'] / b['eager']:.1f}x | {comp} | {r['diff']:.1e} / "
+                  f"{r['diff_eager']:.1e} / {dc} | {r['floor']:.4f} | {r['mask_floor']:.4f} | {r['load']} |")
+    md += ["", "Float32 accuracy (default path, all pairs; float64 re-computation decided by the error estimate):", "",
            "| protocol | images | max abs float32 - float64 before re-computation | recomputed in float64 | "
            "max error / (2^-24 est) | max abs final - float64 |", "|---|---|---|---|---|---|"]
     for r in rows:
@@ -227,7 +265,8 @@ def main() -> None:
             md.append(f"| {r['protocol']} | {label} | {acc[0]:.1e} | {acc[1]} of {r['n']} | {acc[2]:.2f} | "
                       f"{acc[3]:.1e} |")
     md += ["", f"Small batches as `evaluate_generator` makes them (12 calls on 64 pairs: 3 rows x 2 protocols x "
-           f"plain/masked), ms per call: eager {small['eager']:.1f}, compiled {small['compiled']:.1f}, scikit-image "
+           f"plain/masked), ms per call: default {small['default']:.1f}, eager {small['eager']:.1f}, compiled "
+           f"{small['compiled']:.1f}, scikit-image "
            f"{small['skimage']:.1f}.", ""]
     text = "\n".join(md) + "\n"
     print(text)

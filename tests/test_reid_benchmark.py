@@ -364,6 +364,14 @@ def test_epochs_budget_keeps_old_behaviour(tiny_synthetic, augmented, tmp_path, 
     assert base["reused_from"] == str(out / "results.json") and base["rank1"] == src_base["rank1"]
     assert (out2 / "models" / "baseline_seed0.pt").read_bytes() == (out / "models" / "baseline_seed0.pt").read_bytes()
     assert res2["setup"]["augmented_manifest_sha256"] != results["setup"]["augmented_manifest_sha256"]
+    # the synthetic-label mode does not tell baselines apart (a baseline has no synthetic image)
+    lsro = resolve_benchmark(model="osnet_x0_25", recipe="reid_synthetic", pretrained=False, labels="lsro",
+                             overrides=["train.budget=epochs", "train.epochs=1", "train.batch_size=8",
+                                        "data.batch_size_test=32", "data.workers=0"])
+    trained.clear()
+    run_benchmark(lsro, dataset=str(tiny_synthetic), augmented_dir=aug2, seeds=[0], out_dir=tmp_path / "b4",
+                  baseline_from=out)
+    assert trained == [("augmented", 0)]
     # baselines of another config are not comparable
     with pytest.raises(Exception, match="not comparable.*config"):
         run_benchmark(other, dataset=str(tiny_synthetic), augmented_dir=aug2, seeds=[0], out_dir=tmp_path / "b3",

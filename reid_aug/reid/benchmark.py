@@ -404,8 +404,16 @@ def _reuse_baselines(results: dict, setup: dict, plan: dict, seeds, source: Path
     if not other:
         raise ReidAugError(f"--baseline-from {source}: no results.json there")
     skip = {"augmented_dir", "augmented_manifest_sha256"}
-    mine = {k: v for k, v in setup.items() if k not in skip}
-    theirs = {k: v for k, v in (_normalized_setup(other.get("setup")) or {}).items() if k not in skip}
+
+    def baseline_view(s: dict) -> dict:
+        # train.labels only labels synthetic images: a baseline has none, so it does not tell baselines apart
+        out = {k: v for k, v in s.items() if k not in skip}
+        if isinstance(out.get("config"), dict):
+            out["config"] = {**out["config"], "train": {k: v for k, v in out["config"].get("train", {}).items()
+                                                        if k != "labels"}}
+        return out
+
+    mine, theirs = baseline_view(setup), baseline_view(_normalized_setup(other.get("setup")) or {})
     if mine != theirs:
         diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         raise ReidAugError(f"--baseline-from {source}: its baselines are not comparable ({', '.join(diff)} differ)")

@@ -1,6 +1,6 @@
 """``evaluate-generator`` on a tiny synthetic run: records, floors, resume, errors, identity retrieval.
 
-The generator is trained for real (``train_generator`` with ``--set``-style overrides): 120 stage-I steps of a
+The generator is trained for real (``train_generator`` with ``--set``-style overrides): 200 stage-I steps of a
 width-8 G1 at 64x32 on the tiny synthetic dataset (about 20 s on one CPU core).
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 OVERRIDES = ["model.image_size=[64,32]", "model.g1_width=8", "model.g2_width=8", "model.d_width=8",
-             "model.bottleneck=16", "train.stages=[g1]", "train.g1_iters=120", "train.batch_size=8", "train.lr=1e-3",
+             "model.bottleneck=16", "train.stages=[g1]", "train.g1_iters=200", "train.batch_size=8", "train.lr=1e-3",
              "train.num_workers=0", "train.tensorboard=false", "train.flip=false", "train.log_every=20",
              "train.sample_every=100000", "train.checkpoint_every=100000", "runtime.device=cpu"]
 

@@ -1,8 +1,8 @@
 """End-to-end speed of ``reid-aug synthesize``: images/s, with the time split into load / generate / encode+write.
 
-The Market-1501 train split at K = 10 (745 identities with a usable source image -> 7,450 images;
-the 6 identities without any image whose shoulders and hips are annotated are skipped, 751 x 10 =
-7,510 would include them). The generator is an untrained one of the chosen recipe's size (the speed
+The Market-1501 train split at K = 10: 751 identities x 10 = 7,510 images (the 6 identities without any
+image whose shoulders and hips are annotated -- 53, 79, 84, 98, 122, 1218 -- use their images with partial
+poses as sources; before that rule they were skipped and a full run wrote 7,450). The generator is an untrained one of the chosen recipe's size (the speed
 does not depend on the weights), written through the generator's own checkpoint API.
 
 Reference measured in the same run: the generator alone (batches of random tensors already on the
@@ -78,9 +78,10 @@ def update_results(section: str, body: str) -> None:
               "untrained generator of the recipe's size. Time split: summed busy time of each stage "
               "(they overlap: loading and writing run in threads beside the generator); `waited` = time the "
               "generator loop was blocked on that stage.\n\n"
-              "Market-1501 train at K = 10: 745 of the 751 identities have an image whose shoulders and hips are "
-              "annotated, so a full run writes 7,450 images (751 x 10 = 7,510 would include the 6 skipped "
-              "identities 53, 79, 84, 98, 122, 1218).\n")
+              "Market-1501 train at K = 10: 751 identities x 10 = 7,510 images. 745 identities have an image whose "
+              "shoulders and hips are annotated; the other 6 (53, 79, 84, 98, 122, 1218) use their images with "
+              "partial poses as sources (before that rule they were skipped: 7,450 images; the CPU section below "
+              "was measured then).\n")
     text = RESULTS.read_text() if RESULTS.is_file() else header
     parts = re.split(r"(?m)^(?=## )", text)
     head, sections = parts[0], {p.split("\n", 1)[0][3:].strip(): p for p in parts[1:]}

@@ -414,3 +414,45 @@ def test_clear_errors(reference, tmp_path, generator_ckpt, tiny_synthetic):
     with pytest.raises(DatasetError, match="no valid training pose"):
         _run(generator_ckpt, tmp_path / "o3", ds)
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
+def test_identity_without_full_torso_uses_partial_poses_and_one_without_annotations_is_skipped(
+        tmp_path, generator_ckpt, tiny_synthetic, index):
+    """Market-1501 has 6 train identities without a full-torso image: they are still augmented (sources with
+    partial poses), while an identity with no annotated joint at all is skipped and reported, not a crash."""
+    train = index.split("train")
+    train = train[train["kind"] == "normal"]
+    pids = sorted(train["pid"].unique().tolist())
+    partial_pid, bare_pid = pids[0], pids[1]
+    ds = tmp_path / "ds"
+    shutil.copytree(tiny_synthetic, ds, ignore=shutil.ignore_patterns("*.png"))
+    pid_of = dict(zip(train["name"], train["pid"]))
+    csv = next((ds / "annotations").glob("*annotation-train.csv"))
+    lines = csv.read_text().splitlines()
+    out = [lines[0]]
+    for line in lines[1:]:
+        name, ys, xs = line.split(":")
+        y = [v.strip() for v in ys.strip(" []").split(",")]
+        x = [v.strip() for v in xs.strip(" []").split(",")]
+        if pid_of.get(name.strip()) == partial_pid:
+            for j in (2, 5, 8, 11):                       # no torso: not a pair image, not in the pose bank
+                y[j] = x[j] = "-1"
+        if pid_of.get(name.strip()) == bare_pid:
+            y, x = ["-1"] * 18, ["-1"] * 18               # annotated, but no joint found
+        out.append(f"{name}: [{', '.join(y)}]: [{', '.join(x)}]")
+    csv.write_text("\n".join(out) + "\n")
+
+    summary = _run(generator_ckpt, tmp_path / "out", ds)
+    m = _manifest(tmp_path / "out")
+    assert summary["skipped_identities"] == [bare_pid]
+    assert summary["partial_pose_identities"] == [partial_pid]
+    assert sorted(m["pid"].unique().tolist()) == [p for p in pids if p != bare_pid]
+    assert (m.groupby("pid").size() == K).all()
+    own = m[m["pid"] == partial_pid]
+    n_partial = int((train["pid"] == partial_pid).sum())
+    assert set(own["source"]) <= set(train.loc[train["pid"] == partial_pid, "name"])
+    assert own["source"].nunique() == min(K, n_partial)                 # still all sources before any repeat
+    assert not (m["target_pose"].map(pid_of) == partial_pid).any()     # its poses are not in the bank
+    desc = json.loads((tmp_path / "out" / "synthesis.json").read_text())
+    assert desc["info"]["skipped_identities"] == [bare_pid]
+    assert desc["info"]["partial_pose_identities"] == [partial_pid]

@@ -20,10 +20,14 @@ File names
     ``_g`` either). Names are unique within a run because ``(PPPP, KK)`` is.
 
 Plan (deterministic for a seed, see :mod:`reid_aug.synthesis.posebank`)
-    Every training identity (sorted by pid) with at least one image whose pose has both shoulders
-    and hips gets K rows: source images cycle through those images in a per-identity shuffled order
-    (all are used before any repeats); target poses come from the pose bank by strategy. Identities
-    without such an image are skipped and reported.
+    Every training identity (sorted by pid) gets K rows. Its source images are its images whose pose
+    has both shoulders and hips (the rule of the training pairs, so sources look like what the
+    generator was trained on); an identity with no such image falls back to its images with at least
+    one annotated joint (PG² reads only the source *image*, never its pose, and a Re-ID user wants
+    every identity augmented: on Market-1501 this keeps identities 53, 79, 84, 98, 122 and 1218, so
+    K = 10 gives 751 x 10 = 7,510 images). Sources cycle in a per-identity shuffled order (all are
+    used before any repeats); target poses come from the pose bank by strategy. Identities with no
+    annotated image at all are skipped and reported; identities on the fallback are reported too.
 
 Restarts and shards
     ``synthesis.json`` holds the run's identity (generator sha256, stage, dataset fingerprint, K,
@@ -56,6 +60,7 @@ import numpy as np
 import pandas as pd
 
 from reid_aug.errors import CheckpointError, DatasetError, ReidAugError
+from reid_aug.keypoints import MISSING
 from reid_aug.synthesis.posebank import (
     SALT_SOURCES,
     STRATEGIES,
@@ -208,7 +213,8 @@ class SynthesisPlan:
     ``table``: one row per image, columns ``file, pid, camid, k, source, target_pose, target_pid,
     cluster``; ``target_kps``: int16 (N, 18, 2) aligned with the rows; ``source_paths``: name -> path;
     ``skipped``: identities with no usable source image; ``sha256``: hash of the ``file,source,target``
-    lines; ``dataset_fingerprint``: hash of the train split (names, sizes, keypoints).
+    lines; ``dataset_fingerprint``: hash of the train split (names, sizes, keypoints);
+    ``partial_pose_identities``: identities whose sources are images without a full torso (fallback).
     """
 
     table: pd.DataFrame
@@ -219,6 +225,7 @@ class SynthesisPlan:
     sha256: str
     dataset_fingerprint: str
     identities: list = field(default_factory=list)
+    partial_pose_identities: list = field(default_factory=list)
 
 
 def dataset_fingerprint(index) -> str:
@@ -248,11 +255,24 @@ def build_plan(index, poses_per_id: int, strategy: str = "random", seed: int = 0
     usable = train[train["pose_ok"].astype(bool)]
     sources_by_pid = {int(p): g["name"].tolist() for p, g in usable.groupby("pid", sort=True)}
     all_pids = sorted(int(p) for p in train["pid"].unique())
+    rest = train[~train["pid"].isin(list(sources_by_pid))]
+    partial = []
+    if len(rest):
+        # fallback sources: any annotated joint (the generator never reads the source's pose)
+        kps = np.asarray(index.keypoints_for(rest["name"].tolist()))
+        annotated = (kps[..., 0] != MISSING).any(axis=1) & rest["has_pose"].astype(bool).to_numpy()
+        for p, g in rest[annotated].groupby("pid", sort=True):
+            sources_by_pid[int(p)] = g["name"].tolist()
+            partial.append(int(p))
     skipped = [p for p in all_pids if p not in sources_by_pid]
     pids = [p for p in all_pids if p in sources_by_pid]
+    if partial:
+        log.info("%d of %d training identities have no image with both shoulders and hips annotated; their "
+                 "images with partial poses are the sources: %s%s", len(partial), len(all_pids),
+                 ", ".join(map(str, partial[:10])), ", ..." if len(partial) > 10 else "")
     if skipped:
-        log.warning("%d of %d training identities have no image with both shoulders and hips annotated and are "
-                    "skipped: %s%s", len(skipped), len(all_pids), ", ".join(map(str, skipped[:10])),
+        log.warning("%d of %d training identities have no image with an annotated joint and are skipped: %s%s",
+                    len(skipped), len(all_pids), ", ".join(map(str, skipped[:10])),
                     ", ..." if len(skipped) > 10 else "")
     if max_identities is not None:
         pids = pids[: int(max_identities)]
@@ -277,7 +297,8 @@ def build_plan(index, poses_per_id: int, strategy: str = "random", seed: int = 0
     return SynthesisPlan(table=table, target_kps=bank.keypoints[np.asarray(tgt_rows, dtype=np.int64)],
                          source_paths={s: paths[s] for s in table["source"].unique()}, skipped=skipped,
                          n_clusters=assignment.n_clusters, sha256=plan_sha256(table),
-                         dataset_fingerprint=dataset_fingerprint(index), identities=pids)
+                         dataset_fingerprint=dataset_fingerprint(index), identities=pids,
+                         partial_pose_identities=[p for p in partial if p in set(pids)])
 
 
 def plan_blocks(plan_table: pd.DataFrame, block_identities: int) -> np.ndarray:
@@ -327,6 +348,7 @@ def _descriptor(opts: SynthesisOptions, plan: SynthesisPlan, gen, stage: str, da
             "dataset": opts.dataset,
             "dataset_root": str(dataset_root),
             "skipped_identities": [int(p) for p in plan.skipped],
+            "partial_pose_identities": [int(p) for p in plan.partial_pose_identities],
         },
     }
 
@@ -702,6 +724,7 @@ def synthesize(opts: SynthesisOptions, on_batch=None) -> dict:
         "n_images": int(len(table)),
         "identities": len(plan.identities),
         "skipped_identities": [int(p) for p in plan.skipped],
+        "partial_pose_identities": [int(p) for p in plan.partial_pose_identities],
         "shard": list(shard) if shard else None,
         "device": str(device),
         "stage": stage,

@@ -79,3 +79,29 @@ def test_demo_rerun_resumes_without_retraining(demo_dir):
     assert ckpt.stat().st_mtime_ns == before
     timings = json.loads((demo_dir / "demo.json").read_text())["timings_s"]
     assert timings["generator training"] < 30
+
+
+def test_report_says_one_seed_is_not_a_result(demo_dir):
+    from reid_aug.report.demo_report import seeds_note
+
+    md = (demo_dir / "report.md").read_text()
+    assert "One Re-ID seed" in md and "--seeds 0,1,2" in md
+    assert seeds_note([0, 1, 2]).startswith("3 Re-ID seeds (0, 1, 2); mean ± std")
+
+
+def test_demo_cli_passes_seeds_and_overrides(monkeypatch, tmp_path):
+    import reid_aug.demo
+
+    seen = {}
+
+    def fake_run_demo(out_dir, quick=False, overrides=()):
+        seen.update(out=out_dir, quick=quick, overrides=list(overrides))
+        return tmp_path / "report.html"
+
+    monkeypatch.setattr(reid_aug.demo, "run_demo", fake_run_demo)
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--seeds", "0, 2", "--set", "poses_per_id=4"])
+    assert result.exit_code == 0, result.output
+    assert seen["overrides"] == ["poses_per_id=4", "seeds=[0, 2]"] and seen["quick"] is False
+    from reid_aug.demo import demo_config
+
+    assert demo_config(False, seen["overrides"]).seeds == (0, 2)

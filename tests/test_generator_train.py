@@ -316,7 +316,7 @@ def test_one_stage_g1_plus_d_ablation(tiny_synthetic, tmp_path):
 
 def test_init_from_takes_over_stage_one_and_trains_only_stage_two(tiny_synthetic, tmp_path):
     """Stage II retrained with another loss weight from a finished run's G1 (train.init_from)."""
-    cfg, src = _cfg(tiny_synthetic, tmp_path / "src", "train.g1_iters=3", "train.g2_iters=2")
+    cfg, src = _cfg(tiny_synthetic, tmp_path / "src", "train.g1_iters=3", "train.g2_iters=2", "loss.lambda_l1=10")
     train_generator(cfg, str(tiny_synthetic), src)
     src_ckpt = load_checkpoint(src)
 

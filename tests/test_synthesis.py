@@ -63,6 +63,22 @@ def _run(generator, out, dataset, on_batch=None, **kw):
     return synthesize(_opts(generator, out, dataset, **kw), on_batch=on_batch)
 
 
+def _drop_torso(kp: np.ndarray) -> np.ndarray:
+    kp = kp.copy()
+    kp[[2, 5, 8, 11]] = -1                                 # both shoulders, both hips
+    return kp
+
+
+def _copy_with_edited_poses(dataset: Path, dest: Path, edit) -> Path:
+    """Copy ``dataset`` with every annotation row's (18, 2) keypoints replaced by ``edit(name, kp)``."""
+    from reid_aug.keypoints.annotations import read_annotations, write_annotations
+
+    shutil.copytree(dataset, dest, ignore=shutil.ignore_patterns("*.png"))
+    for csv in (dest / "annotations").glob("*annotation-*.csv"):
+        write_annotations(csv, {name: edit(name, kp) for name, kp in read_annotations(csv).items()})
+    return dest
+
+
 def _manifest(out: Path) -> pd.DataFrame:
     from reid_aug.synthesis.synthesize import read_manifest
 
@@ -398,19 +414,7 @@ def test_clear_errors(reference, tmp_path, generator_ckpt, tiny_synthetic):
     with pytest.raises(CheckpointError, match="trained at 64x32"):
         _run(small, tmp_path / "o2", tiny_synthetic)
     # a dataset whose annotations have no torso
-    ds = tmp_path / "noposes"
-    shutil.copytree(tiny_synthetic, ds, ignore=shutil.ignore_patterns("*.png"))
-    for csv in (ds / "annotations").glob("*annotation-*.csv"):
-        lines = csv.read_text().splitlines()
-        out = [lines[0]]
-        for line in lines[1:]:
-            name, ys, xs = line.split(":")
-            y = [v.strip() for v in ys.strip(" []").split(",")]
-            x = [v.strip() for v in xs.strip(" []").split(",")]
-            for j in (2, 5, 8, 11):
-                y[j] = x[j] = "-1"
-            out.append(f"{name}: [{', '.join(y)}]: [{', '.join(x)}]")
-        csv.write_text("\n".join(out) + "\n")
+    ds = _copy_with_edited_poses(tiny_synthetic, tmp_path / "noposes", lambda name, kp: _drop_torso(kp))
     with pytest.raises(DatasetError, match="no valid training pose"):
         _run(generator_ckpt, tmp_path / "o3", ds)
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
@@ -424,23 +428,16 @@ def test_identity_without_full_torso_uses_partial_poses_and_one_without_annotati
     train = train[train["kind"] == "normal"]
     pids = sorted(train["pid"].unique().tolist())
     partial_pid, bare_pid = pids[0], pids[1]
-    ds = tmp_path / "ds"
-    shutil.copytree(tiny_synthetic, ds, ignore=shutil.ignore_patterns("*.png"))
     pid_of = dict(zip(train["name"], train["pid"]))
-    csv = next((ds / "annotations").glob("*annotation-train.csv"))
-    lines = csv.read_text().splitlines()
-    out = [lines[0]]
-    for line in lines[1:]:
-        name, ys, xs = line.split(":")
-        y = [v.strip() for v in ys.strip(" []").split(",")]
-        x = [v.strip() for v in xs.strip(" []").split(",")]
-        if pid_of.get(name.strip()) == partial_pid:
-            for j in (2, 5, 8, 11):                       # no torso: not a pair image, not in the pose bank
-                y[j] = x[j] = "-1"
-        if pid_of.get(name.strip()) == bare_pid:
-            y, x = ["-1"] * 18, ["-1"] * 18               # annotated, but no joint found
-        out.append(f"{name}: [{', '.join(y)}]: [{', '.join(x)}]")
-    csv.write_text("\n".join(out) + "\n")
+
+    def edit(name, kp):
+        if pid_of.get(name) == partial_pid:
+            return _drop_torso(kp)                         # not a pair image, not in the pose bank
+        if pid_of.get(name) == bare_pid:
+            return np.full_like(kp, -1)                    # annotated, but no joint found
+        return kp
+
+    ds = _copy_with_edited_poses(tiny_synthetic, tmp_path / "ds", edit)
 
     summary = _run(generator_ckpt, tmp_path / "out", ds)
     m = _manifest(tmp_path / "out")

@@ -5,13 +5,15 @@
 #   REID_AUG_MARKET_ROOT=../shared/datasets/market1501 bash benchmarks/market_cpu_protocol.sh
 #
 # Steps: PG² CPU recipe -> evaluate on the 12,000 standard test pairs (defgan + pg2 SSIM,
-# mask-SSIM; IS null without Inception weights) -> synthesize K = 10 poses per identity
+# mask-SSIM; IS null without Inception weights) -> synthesize K = ${K:-10} poses per identity
 # (diverse) -> torchreid CPU recipe, baseline vs augmented, seeds ${SEEDS:-0,1,2}.
+# Environment: OUT (run folder, default runs/market_cpu), K, SEEDS, BASELINE_FROM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export REID_AUG_MARKET_ROOT="${REID_AUG_MARKET_ROOT:-$(cd .. && pwd)/shared/datasets/market1501}"
 OUT="${OUT:-runs/market_cpu}"
 SEEDS="${SEEDS:-0,1,2}"
+K="${K:-10}"
 mkdir -p "$OUT"
 stamp() { echo "[$(date -u +%FT%TZ)] $*"; }
 
@@ -23,7 +25,7 @@ stamp "evaluate-generator"
 reid-aug evaluate-generator "$OUT/generator" --dataset market --protocol defgan
 
 stamp "synthesize"
-reid-aug synthesize --run "$OUT/generator" --dataset market --poses-per-id 10 --strategy diverse \
+reid-aug synthesize --run "$OUT/generator" --dataset market --poses-per-id "$K" --strategy diverse \
     --out "$OUT/synthesized" --device cpu
 
 stamp "benchmark seeds $SEEDS"

@@ -97,7 +97,8 @@ def train_generator_cmd(dataset, recipe, out_dir, overrides, resume, dry_run):
 @click.option("--inception-weights", type=click.Path(path_type=Path), default=None,
               help="pt_inception-2015-12-05 weights file for IS / mask-IS.")
 @click.option("--protocol", type=click.Choice(["defgan", "pg2"]), default="defgan", show_default=True)
-@click.option("--stage", type=click.Choice(["g1", "g2"]), default=None, help="Default: the last trained stage.")
+@click.option("--stage", type=click.Choice(["g1", "g2"]), default=None,
+              help="Default: the last trained stage (records in RUN/eval); an earlier one writes RUN/eval-<stage>.")
 @click.option("--reid-model", type=click.Path(path_type=Path), default=None,
               help="A Re-ID checkpoint from `benchmark` for the identity-retrieval score.")
 @click.option("--batch-size", default=64, show_default=True)

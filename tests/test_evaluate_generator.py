@@ -266,3 +266,31 @@ def test_inception_fields_with_a_weights_file(trained_run, tmp_path, monkeypatch
             assert d["mean"] == pytest.approx(1.0) and d["n"] == 10 and d["splits"] == 10
             assert d["weights_sha256"] == sha256_file(weights)
     assert records["model"]["inception_weights"] == str(weights)
+
+
+def test_stages_of_a_two_stage_run_keep_separate_records(tiny_synthetic, tmp_path, monkeypatch):
+    """G1 of a G1+G2 run is evaluated into eval-g1/, never over the G2 records in eval/ (which benchmark reads)."""
+    import reid_aug.metrics.evaluate_generator as ev
+    from reid_aug.generator.inference import PoseTransferGenerator
+    from reid_aug.generator.train import resolve_training, train_generator
+
+    overrides = [o for o in OVERRIDES if not o.startswith(("train.stages", "train.g1_iters"))]
+    cfg, out = resolve_training(str(tiny_synthetic), "pg2_market", overrides + [
+        "train.stages=[g1,g2]", "train.g1_iters=10", "train.g2_iters=4"], tmp_path / "run")
+    run = train_generator(cfg, str(tiny_synthetic), out)
+    kw = dict(batch_size=4, limit=8, workers=0)
+    g2 = {r["row"]: r for r in ev.evaluate_generator(run, **kw)}
+    g1 = {r["row"]: r for r in ev.evaluate_generator(run, stage="g1", **kw)}
+    assert g2["model"]["stage"] == "g2" and g1["model"]["stage"] == "g1"
+    assert g1["model"]["l1"] != g2["model"]["l1"]
+    on_disk = json.loads((run / "eval" / "metrics.json").read_text())["records"][0]
+    assert on_disk["stage"] == "g2" and on_disk["l1"] == pytest.approx(g2["model"]["l1"])
+    assert json.loads((run / "eval-g1" / "metrics.json").read_text())["records"][0]["stage"] == "g1"
+    assert (run / "eval-g1" / "samples.png").is_file()
+
+    def no_generation(*a, **k):
+        raise AssertionError("recomputed")
+
+    monkeypatch.setattr(PoseTransferGenerator, "generate", no_generation)
+    assert ev.evaluate_generator(run, **kw)[0]["l1"] == g2["model"]["l1"]              # both still reusable
+    assert ev.evaluate_generator(run, stage="g1", **kw)[0]["l1"] == g1["model"]["l1"]

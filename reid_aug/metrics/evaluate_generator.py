@@ -163,7 +163,11 @@ class _IdentityRetrieval:
 def evaluate_generator(run_dir, dataset=None, pairs_csv=None, inception_weights=None, protocol="defgan", stage=None,
                        reid_model=None, batch_size=64, limit=None, device=None, workers: int = 2,
                        force: bool = False) -> list[dict]:
-    """Evaluate the generator of ``run_dir`` on the test pairs; write ``run_dir/eval/*``; return the records.
+    """Evaluate the generator of ``run_dir`` on the test pairs; write the records; return them.
+
+    Records go to ``run_dir/eval/`` for the last trained stage (what ``synthesize`` uses by default, and what
+    ``benchmark`` and the demo read) and to ``run_dir/eval-<stage>/`` for an earlier stage, so that evaluating
+    G1 of a two-stage run (an ablation row, or a check that stage II helped) never overwrites the G2 records.
 
     dataset: market | synthetic | PATH (default: the one the run trained on). pairs_csv: a ``from,to`` file
     (default: the dataset's ``*pairs-test.csv``, else seeded sampling). inception_weights: the TF-2015 Inception
@@ -200,7 +204,7 @@ def evaluate_generator(run_dir, dataset=None, pairs_csv=None, inception_weights=
     pairs_sha = sha256_lines(f"{a},{b}" for a, b in zip(pairs["from"], pairs["to"]))
     retrieval = _IdentityRetrieval(Path(reid_model), index, dev, batch_size) if reid_model is not None else None
 
-    eval_dir = run_dir / "eval"
+    eval_dir = eval_dir_of(run_dir, stage, gen.stages)
     if not force:
         done = _finished_records(eval_dir, gen.sha256, stage, pairs_sha, proto.name, scorer.weights_path,
                                  retrieval.sha256 if retrieval else None)
@@ -299,6 +303,11 @@ def evaluate_generator(run_dir, dataset=None, pairs_csv=None, inception_weights=
     if partial_file.is_file():
         partial_file.unlink()
     return records
+
+
+def eval_dir_of(run_dir: str | Path, stage: str, trained_stages) -> Path:
+    """``RUN/eval`` for the last trained stage, ``RUN/eval-<stage>`` for an earlier one."""
+    return Path(run_dir) / ("eval" if stage == tuple(trained_stages)[-1] else f"eval-{stage}")
 
 
 def _finished_records(eval_dir: Path, ckpt_sha: str, stage: str, pairs_sha: str, protocol: str,

@@ -25,6 +25,8 @@ FILES = {
     "synthesized": ["synthesis.json", "contact_sheet.png"],
     "benchmark": ["config.yaml", "results.json", "results.csv", "report.md", "bars.png"],
 }
+# Copied where present, not reported where absent: G1 evaluated on its own (`evaluate-generator --stage g1`).
+OPTIONAL = {"generator": ["eval-g1/metrics.json", "eval-g1/metrics.csv", "eval-g1/samples.png"]}
 # Large or data-carrying files never copied: checkpoints, Re-ID models, per-pair tables, the image folders.
 MAX_BYTES = 4 << 20
 
@@ -35,17 +37,19 @@ def collect(run: Path, dest: Path) -> list[str]:
     from reid_aug.utils.io import atomic_write_bytes
 
     missing = []
-    for part, names in FILES.items():
-        for name in names:
-            src = run / part / name
-            if not src.is_file():
+    wanted = [(part, name, True) for part, names in FILES.items() for name in names]
+    wanted += [(part, name, False) for part, names in OPTIONAL.items() for name in names]
+    for part, name, required in wanted:
+        src = run / part / name
+        if not src.is_file():
+            if required:
                 missing.append(str(src))
-                continue
-            if src.stat().st_size > MAX_BYTES:
-                raise SystemExit(f"{src} is {src.stat().st_size >> 20} MiB: too large for the repository")
-            dst = dest / part / name.replace("eval/", "eval_")
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(dst, src.read_bytes())
+            continue
+        if src.stat().st_size > MAX_BYTES:
+            raise SystemExit(f"{src} is {src.stat().st_size >> 20} MiB: too large for the repository")
+        dst = dest / part / name.replace("/", "_")             # eval/metrics.json -> eval_metrics.json
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(dst, src.read_bytes())
     samples = sorted((run / "generator" / "samples").glob("step_*.png"))
     if samples:
         shutil.copyfile(samples[-1], dest / "generator" / f"train_{samples[-1].name}")

@@ -176,10 +176,15 @@ def benchmark_cmd(model, dataset, augmented_dir, recipe, overrides, seeds, label
 
     cfg = resolve_benchmark(model=model, recipe=recipe, overrides=overrides, labels=labels, pretrained=pretrained,
                             rerank=rerank)
-    seed_list = [int(s) for s in str(seeds).split(",") if s.strip()]
+    seed_list = _parse_seeds(seeds)
     out = run_benchmark(cfg, dataset=dataset, augmented_dir=augmented_dir, seeds=seed_list, weights=weights,
                         generator_eval=generator_eval, out_dir=out_dir, baseline_from=baseline_from)
     click.echo(f"report: {out / 'report.md'}")
+
+
+def _parse_seeds(text) -> list[int]:
+    """``"0, 1,2"`` -> ``[0, 1, 2]``."""
+    return [int(s) for s in str(text).split(",") if s.strip()]
 
 
 # --------------------------------------------------------------------------- demo
@@ -196,8 +201,7 @@ def demo_cmd(out_dir, quick, seeds, overrides):
 
     overrides = list(overrides)
     if seeds is not None:
-        seed_list = [int(s) for s in str(seeds).split(",") if s.strip()]
-        overrides.append(f"seeds=[{', '.join(map(str, seed_list))}]")
+        overrides.append(f"seeds=[{', '.join(map(str, _parse_seeds(seeds)))}]")
     report = run_demo(out_dir, quick=quick, overrides=overrides)
     click.echo(f"report: {report}")
 

@@ -64,8 +64,10 @@ def _run(generator, out, dataset, on_batch=None, **kw):
 
 
 def _drop_torso(kp: np.ndarray) -> np.ndarray:
+    from reid_aug.synthesis.posebank import TORSO
+
     kp = kp.copy()
-    kp[[2, 5, 8, 11]] = -1                                 # both shoulders, both hips
+    kp[list(TORSO)] = -1                                   # both shoulders, both hips
     return kp
 
 

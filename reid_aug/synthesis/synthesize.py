@@ -260,7 +260,7 @@ def build_plan(index, poses_per_id: int, strategy: str = "random", seed: int = 0
     if len(rest):
         # fallback sources: any annotated joint (the generator never reads the source's pose)
         kps = np.asarray(index.keypoints_for(rest["name"].tolist()))
-        annotated = (kps[..., 0] != MISSING).any(axis=1) & rest["has_pose"].astype(bool).to_numpy()
+        annotated = (kps[..., 0] != MISSING).any(axis=1)   # an image without a row is all MISSING
         for p, g in rest[annotated].groupby("pid", sort=True):
             sources_by_pid[int(p)] = g["name"].tolist()
             partial.append(int(p))
@@ -298,7 +298,7 @@ def build_plan(index, poses_per_id: int, strategy: str = "random", seed: int = 0
                          source_paths={s: paths[s] for s in table["source"].unique()}, skipped=skipped,
                          n_clusters=assignment.n_clusters, sha256=plan_sha256(table),
                          dataset_fingerprint=dataset_fingerprint(index), identities=pids,
-                         partial_pose_identities=[p for p in partial if p in set(pids)])
+                         partial_pose_identities=sorted(set(partial) & set(pids)))
 
 
 def plan_blocks(plan_table: pd.DataFrame, block_identities: int) -> np.ndarray:

@@ -40,26 +40,26 @@ def main(verbose: int) -> None:
 
 
 # --------------------------------------------------------------------------- dataset
-@main.command("make-synthetic")
+@main.command("make-toy")
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Folder to write the dataset into.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--n-train-ids", default=None, type=int, help="Training identities (default: the built-in size).")
 @click.option("--n-test-ids", default=None, type=int, help="Test identities (default: the built-in size).")
 @click.option("--images-per-id", default=None, type=int, help="Images per identity (default: the built-in size).")
-def make_synthetic_cmd(out, seed, n_train_ids, n_test_ids, images_per_id):
-    """Draw the built-in synthetic pedestrian dataset in the Market-1501 layout."""
-    from reid_aug.dataset.synthetic import make_synthetic
+def make_toy_cmd(out, seed, n_train_ids, n_test_ids, images_per_id):
+    """Draw the built-in toy pedestrian dataset in the Market-1501 layout."""
+    from reid_aug.toyset import make_toy
 
     kwargs = {k: v for k, v in dict(n_train_ids=n_train_ids, n_test_ids=n_test_ids,
                                     images_per_id=images_per_id).items() if v is not None}
-    path = make_synthetic(out, seed=seed, **kwargs)
-    click.echo(f"synthetic dataset written to {path}")
+    path = make_toy(out, seed=seed, **kwargs)
+    click.echo(f"toy dataset written to {path}")
 
 
 @main.command("prepare")
 @click.argument("dataset")
 @click.option("--root", type=click.Path(path_type=Path), default=None,
-              help="Dataset folder (default: resolved from DATASET: market, synthetic or a path).")
+              help="Dataset folder (default: resolved from DATASET: market, toy or a path).")
 @click.option("--work", "work_dir", type=click.Path(path_type=Path), default=None,
               help="Where to write the index (default: work/DATASET).")
 @click.option("--check-images/--no-check-images", default=False, help="Decode every JPEG once to find corrupt files.")
@@ -74,14 +74,14 @@ def prepare_cmd(dataset, root, work_dir, check_images):
 
 # --------------------------------------------------------------------------- generator
 @main.command("train-generator")
-@click.argument("dataset", default="synthetic")
+@click.argument("dataset", default="toy")
 @click.option("--recipe", default=None, help="Recipe name or YAML file (default: pg2_<dataset>).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Run folder.")
 @click.option("--set", "overrides", multiple=True, help="Dotted override, e.g. --set train.lr=1e-4 (repeatable).")
 @click.option("--resume", is_flag=True, help="Continue from the run folder's latest checkpoint.")
 @click.option("--dry-run", is_flag=True, help="Resolve the config, build the networks and data, then stop.")
 def train_generator_cmd(dataset, recipe, out_dir, overrides, resume, dry_run):
-    """Train the PG² generator (stage I, then stage II) on DATASET (market | synthetic | PATH)."""
+    """Train the PG² generator (stage I, then stage II) on DATASET (market | toy | PATH)."""
     from reid_aug.generator.train import resolve_training, train_generator
 
     cfg, out_dir = resolve_training(dataset, recipe, overrides, out_dir)
@@ -91,7 +91,7 @@ def train_generator_cmd(dataset, recipe, out_dir, overrides, resume, dry_run):
 
 @main.command("evaluate-generator")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--dataset", default=None, help="market | synthetic | PATH (default: the one the run trained on).")
+@click.option("--dataset", default=None, help="market | toy | PATH (default: the one the run trained on).")
 @click.option("--pairs", "pairs_csv", type=click.Path(path_type=Path), default=None,
               help="Test pairs CSV (header from,to); default: the dataset's *pairs-test.csv.")
 @click.option("--inception-weights", type=click.Path(path_type=Path), default=None,
@@ -119,7 +119,7 @@ def evaluate_generator_cmd(run_dir, dataset, pairs_csv, inception_weights, proto
 @main.command("synthesize")
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), default=None, help="Generator run folder.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help="Generator checkpoint file.")
-@click.option("--dataset", default="synthetic", show_default=True, help="market | synthetic | PATH")
+@click.option("--dataset", default="toy", show_default=True, help="market | toy | PATH")
 @click.option("--poses-per-id", "poses_per_id", default=10, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Output folder (default: RUN/synthesized-K).")
@@ -153,14 +153,14 @@ def synthesize_cmd(run_dir, checkpoint, dataset, poses_per_id, out_dir, strategy
 # --------------------------------------------------------------------------- re-id benchmark
 @main.command("benchmark")
 @click.option("--model", default=None, help="torchreid model name (default: the recipe's; resnet50 without --recipe).")
-@click.option("--dataset", default="synthetic", show_default=True, help="market | synthetic | PATH")
+@click.option("--dataset", default="toy", show_default=True, help="market | toy | PATH")
 @click.option("--augmented", "augmented_dir", type=click.Path(path_type=Path), default=None,
               help="Output of `synthesize` (manifest.csv + bounding_box_train/).")
 @click.option("--recipe", default=None, help="Recipe name or YAML file.")
 @click.option("--set", "overrides", multiple=True, help="Dotted override (repeatable).")
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
 @click.option("--labels", type=click.Choice(["same-id", "lsro"]), default=None,
-              help="Labels of synthetic images (default: the recipe's, same-id).")
+              help="Labels of synthesized images (default: the recipe's, same-id).")
 @click.option("--pretrained/--no-pretrained", default=None, help="ImageNet initialisation (default: the recipe's).")
 @click.option("--weights", type=click.Path(path_type=Path), default=None, help="ImageNet weights file.")
 @click.option("--rerank", is_flag=True, help="Also report k-reciprocal re-ranking.")

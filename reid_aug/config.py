@@ -16,18 +16,15 @@ from typing import Any, Iterable, TypeVar
 
 import yaml
 
+from reid_aug.errors import ConfigError  # noqa: F401 - re-exported
 from reid_aug.utils.io import atomic_write_text
 
 T = TypeVar("T")
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+# Recipe names before the toy dataset got its own name (old run folders and scripts use them).
+RECIPE_ALIASES = {"pg2_synthetic": "pg2_toy", "reid_synthetic": "reid_toy"}
 
-
-from reid_aug.errors import ReidAugError
-
-
-class ConfigError(ReidAugError, ValueError):
-    """A recipe or override that does not match the config schema."""
 
 
 def resolve_recipe(name_or_path: str | Path) -> Path:
@@ -35,6 +32,7 @@ def resolve_recipe(name_or_path: str | Path) -> Path:
     p = Path(name_or_path)
     if p.is_file():
         return p
+    p = Path(RECIPE_ALIASES.get(p.stem, str(p))) if p.suffix in ("", ".yaml") and p.parent == Path(".") else p
     for cand in (RECIPES_DIR / p.name, RECIPES_DIR / f"{p.name}.yaml"):
         if cand.is_file():
             return cand

@@ -1,6 +1,6 @@
-"""``reid-aug demo``: the whole pipeline on the built-in synthetic dataset, one report.
+"""``reid-aug demo``: the whole pipeline on the built-in toy dataset, one report.
 
-    synthetic data -> train PG² (stage I + II) -> evaluate the generator on the test pairs
+    toy data -> train PG² (stage I + II) -> evaluate the generator on the test pairs
     -> synthesize K poses per training identity -> torchreid baseline vs augmented -> report
 
 Every step writes into its own sub-folder of ``out`` and is skipped or resumed when its output
@@ -31,12 +31,12 @@ class DemoConfig:
     n_train_ids: int = 150
     n_test_ids: int = 150
     images_per_id: int = 4
-    generator_recipe: str = "pg2_synthetic"
+    generator_recipe: str = "pg2_toy"
     generator_overrides: tuple[str, ...] = ()
     eval_limit: int = 0                 # 0 = every test pair
     poses_per_id: int = 6
     strategy: str = "diverse"
-    reid_recipe: str = "reid_synthetic"
+    reid_recipe: str = "reid_toy"
     reid_overrides: tuple[str, ...] = ()
     seeds: tuple[int, ...] = (0,)
 
@@ -65,7 +65,7 @@ def _step(name: str, timings: dict, fn):
 
 def run_demo(out_dir: str | Path = "reid-aug-demo", quick: bool = False, overrides=()) -> Path:
     """Run every step into ``out_dir`` and return the path of ``report.html``."""
-    from reid_aug.dataset.synthetic import make_synthetic
+    from reid_aug.toyset import make_toy
     from reid_aug.generator.train import resolve_training, train_generator
     from reid_aug.metrics.evaluate_generator import evaluate_generator
     from reid_aug.reid.benchmark import resolve_benchmark, run_benchmark
@@ -78,7 +78,7 @@ def run_demo(out_dir: str | Path = "reid-aug-demo", quick: bool = False, overrid
     save_config(cfg, out / "config.yaml")
     timings: dict[str, float] = {}
 
-    data_dir = _step("synthetic dataset", timings, lambda: make_synthetic(
+    data_dir = _step("toy dataset", timings, lambda: make_toy(
         out / "data", seed=cfg.seed, n_train_ids=cfg.n_train_ids, n_test_ids=cfg.n_test_ids,
         images_per_id=cfg.images_per_id))
     dataset = str(data_dir)

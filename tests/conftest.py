@@ -19,10 +19,10 @@ def market_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_synthetic(tmp_path_factory) -> Path:
-    """A tiny synthetic dataset in the Market layout (a few ids, a few images each), built once per session."""
-    from reid_aug.dataset.synthetic import make_synthetic
+def tiny_toy(tmp_path_factory) -> Path:
+    """A tiny toy dataset in the Market layout (a few ids, a few images each), built once per session."""
+    from reid_aug.toyset import make_toy
 
-    out = tmp_path_factory.mktemp("synthetic") / "tiny"
-    make_synthetic(out, seed=0, n_train_ids=8, n_test_ids=8, images_per_id=6)
+    out = tmp_path_factory.mktemp("toy") / "tiny"
+    make_toy(out, seed=0, n_train_ids=8, n_test_ids=8, images_per_id=6)
     return out

@@ -4,7 +4,6 @@ import pytest
 import yaml
 
 from reid_aug.config import ConfigError, apply_overrides, from_dict, load_config, load_recipe, save_config, to_dict
-from reid_aug.utils.io import atomic_path, atomic_write_text, sha256_lines
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,26 +52,10 @@ def test_saved_config_round_trips(tmp_path):
     assert to_dict(cfg)["inner"]["widths"] == [1]
 
 
-def test_atomic_write_leaves_old_file_on_failure(tmp_path):
-    target = tmp_path / "f.txt"
-    atomic_write_text(target, "old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half-written")
-            raise RuntimeError("killed")
-    assert target.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+def test_old_recipe_names_resolve_to_the_toy_recipes():
+    from reid_aug.config import resolve_recipe
 
-
-def test_sha256_lines_depends_on_order():
-    assert sha256_lines(["a,b", "c,d"]) != sha256_lines(["c,d", "a,b"])
-    assert sha256_lines(["a,b"]) == sha256_lines(["a,b"])
-
-
-def test_atomic_files_get_umask_mode(tmp_path):
-    import os
-
-    atomic_write_text(tmp_path / "g.txt", "x")
-    umask = os.umask(0)
-    os.umask(umask)
-    assert (tmp_path / "g.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert resolve_recipe("pg2_synthetic").name == "pg2_toy.yaml"
+    assert resolve_recipe("reid_synthetic.yaml").name == "reid_toy.yaml"
+    with pytest.raises(ConfigError, match="not found"):
+        resolve_recipe("pg2_nonexistent")

@@ -244,12 +244,14 @@ def test_resolve_dataset_root(tmp_path, monkeypatch):
     assert resolve_dataset_root(root) == root and resolve_dataset_root(str(root)) == root
 
 
-def test_resolve_synthetic_builds_through_ensure_synthetic(tmp_path, monkeypatch):
+def test_resolve_toy_builds_through_ensure_toy(tmp_path, monkeypatch):
     calls = []
-    fake = types.ModuleType("reid_aug.dataset.synthetic")
-    fake.ensure_synthetic = lambda: calls.append(1) or tmp_path / "synth"
-    monkeypatch.setitem(sys.modules, "reid_aug.dataset.synthetic", fake)
-    assert resolve_dataset_root("synthetic") == tmp_path / "synth" and calls == [1]
+    fake = types.ModuleType("reid_aug.toyset.render")
+    fake.ensure_toy = lambda: calls.append(1) or tmp_path / "toy"
+    monkeypatch.setitem(sys.modules, "reid_aug.toyset.render", fake)
+    assert resolve_dataset_root("toy") == tmp_path / "toy" and calls == [1]
+    # "synthetic" is the toy dataset's old name: old run records still resolve.
+    assert resolve_dataset_root("synthetic") == tmp_path / "toy" and calls == [1, 1]
 
 
 # ----------------------------------------------------------------------------- prepare
@@ -284,11 +286,11 @@ def test_prepare_check_images_fails_cleanly_and_writes_nothing(tiny, tmp_path):
     assert not (tmp_path / "work" / "index.csv").exists()
 
 
-def test_synthetic_dataset_reads_back_with_identical_keypoints(tiny_synthetic):
-    index = load_dataset(tiny_synthetic)
+def test_synthetic_dataset_reads_back_with_identical_keypoints(tiny_toy):
+    index = load_dataset(tiny_toy)
     assert set(index.table["split"]) == {"train", "query", "gallery"}
     merged = {}
-    for f in sorted((tiny_synthetic / "annotations").glob("*annotation-*.csv")):
+    for f in sorted((tiny_toy / "annotations").glob("*annotation-*.csv")):
         merged.update(read_annotations(f))
     assert merged.keys() == index.keypoints.keys()
     assert all(np.array_equal(merged[n], index.keypoints[n]) for n in merged)

@@ -22,23 +22,23 @@ OVERRIDES = ["model.image_size=[64,32]", "model.g1_width=8", "model.g2_width=8",
 
 
 @pytest.fixture(scope="module")
-def trained_run(tiny_synthetic, tmp_path_factory) -> Path:
+def trained_run(tiny_toy, tmp_path_factory) -> Path:
     from reid_aug.generator.train import resolve_training, train_generator
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("eval") / "run"
-    cfg, out = resolve_training(str(tiny_synthetic), "pg2_market", OVERRIDES, out)
-    return train_generator(cfg, str(tiny_synthetic), out)
+    cfg, out = resolve_training(str(tiny_toy), "pg2_market", OVERRIDES, out)
+    return train_generator(cfg, str(tiny_toy), out)
 
 
 @pytest.fixture(scope="module")
-def train_pairs_csv(tiny_synthetic, tmp_path_factory) -> Path:
+def train_pairs_csv(tiny_toy, tmp_path_factory) -> Path:
     """64 training pairs: the identities a few-dozen-step model has seen (held-out ones need far more training)."""
     from reid_aug.dataset.market import load_dataset
     from reid_aug.pairs import train_pairs
 
     path = tmp_path_factory.mktemp("pairs") / "train-pairs.csv"
-    train_pairs(load_dataset(tiny_synthetic)).sample(64, random_state=0).to_csv(path, index=False)
+    train_pairs(load_dataset(tiny_toy)).sample(64, random_state=0).to_csv(path, index=False)
     return path
 
 
@@ -89,7 +89,7 @@ def test_records_floor_and_ceiling(trained_run, train_pairs_csv):
     assert "copy_source" in text and "n/a" in text
 
 
-def test_values_match_a_direct_computation(trained_run, tiny_synthetic):
+def test_values_match_a_direct_computation(trained_run, tiny_toy):
     """The first test pairs recomputed by hand: generator -> to_uint8 -> skimage SSIM (published loop)."""
     from reid_aug.dataset.market import load_dataset
     from reid_aug.generator.inference import load_generator
@@ -101,7 +101,7 @@ def test_values_match_a_direct_computation(trained_run, tiny_synthetic):
     model = _by_row(records)["model"]
     assert model["protocol"] == "pg2" and model["n_pairs"] == 10
     gen = load_generator(trained_run)
-    index = load_dataset(tiny_synthetic)
+    index = load_dataset(tiny_toy)
     pairs, info = test_pairs(index)
     assert model["pairs_source"] == info["source"]
     data = PosePairDataset(index, pairs.iloc[:10], pose_mode=gen.pose_mode, size=gen.image_size)
@@ -194,14 +194,14 @@ def test_cli(trained_run):
     assert bad.exit_code == 2 and "error:" in bad.output
 
 
-def test_identity_retrieval_with_a_reid_model(trained_run, tiny_synthetic, tmp_path):
+def test_identity_retrieval_with_a_reid_model(trained_run, tiny_toy, tmp_path):
     """Wiring check with an untrained torchreid model saved in the benchmark's format: the copy-source row (the
     real source image as query) must equal a nearest-neighbour search done here from the image files."""
     from reid_aug.config import from_dict
     from reid_aug.dataset.market import load_dataset
     from reid_aug.metrics.evaluate_generator import evaluate_generator
     from reid_aug.pairs import test_pairs
-    from reid_aug.reid.benchmark import build_model, extract_features, save_reid_model
+    from reid_aug.reid.models import build_model, extract_features, save_reid_model
     from reid_aug.reid.config import BenchmarkConfig
     from reid_aug.reid.data import test_transform
     from PIL import Image
@@ -217,7 +217,7 @@ def test_identity_retrieval_with_a_reid_model(trained_run, tiny_synthetic, tmp_p
         assert 0.0 <= records[row]["id_retrieval"]["mean"] <= 1.0
     assert records["model"]["reid_model"] == str(path)
 
-    index = load_dataset(tiny_synthetic)
+    index = load_dataset(tiny_toy)
     pairs = test_pairs(index)[0].iloc[:12]
     gallery = index.split("gallery")
     gallery = gallery[gallery["kind"] != "junk"].reset_index(drop=True)
@@ -268,16 +268,16 @@ def test_inception_fields_with_a_weights_file(trained_run, tmp_path, monkeypatch
     assert records["model"]["inception_weights"] == str(weights)
 
 
-def test_stages_of_a_two_stage_run_keep_separate_records(tiny_synthetic, tmp_path, monkeypatch):
+def test_stages_of_a_two_stage_run_keep_separate_records(tiny_toy, tmp_path, monkeypatch):
     """G1 of a G1+G2 run is evaluated into eval-g1/, never over the G2 records in eval/ (which benchmark reads)."""
     import reid_aug.metrics.evaluate_generator as ev
     from reid_aug.generator.inference import PoseTransferGenerator
     from reid_aug.generator.train import resolve_training, train_generator
 
     overrides = [o for o in OVERRIDES if not o.startswith(("train.stages", "train.g1_iters"))]
-    cfg, out = resolve_training(str(tiny_synthetic), "pg2_market", overrides + [
+    cfg, out = resolve_training(str(tiny_toy), "pg2_market", overrides + [
         "train.stages=[g1,g2]", "train.g1_iters=10", "train.g2_iters=4"], tmp_path / "run")
-    run = train_generator(cfg, str(tiny_synthetic), out)
+    run = train_generator(cfg, str(tiny_toy), out)
     kw = dict(batch_size=4, limit=8, workers=0)
     g2 = {r["row"]: r for r in ev.evaluate_generator(run, **kw)}
     g1 = {r["row"]: r for r in ev.evaluate_generator(run, stage="g1", **kw)}

@@ -159,7 +159,7 @@ def test_recipes_resolve_to_the_paper_settings():
     assert rows["pg2_ablation_g1_posemask"].loss.g1 == "posemask"
     assert rows["pg2_ablation_g1_d"].train.stages == ("g1+d",)
     assert rows["pg2_ablation_g1_g2_d"] == paper
-    for name in ("pg2_market_cpu", "pg2_synthetic"):
+    for name in ("pg2_market_cpu", "pg2_toy"):
         small = load_config(PG2Config, name)
         assert small.model.g1_width < paper.model.g1_width and small.train.stages == ("g1", "g2")
 

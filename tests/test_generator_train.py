@@ -26,7 +26,7 @@ TINY = ["model.g1_width=4", "model.g2_width=4", "model.d_width=4", "model.bottle
 
 
 def _cfg(dataset, out, *extra):
-    cfg, out = resolve_training(str(dataset), "pg2_synthetic", TINY + list(extra), out)
+    cfg, out = resolve_training(str(dataset), "pg2_toy", TINY + list(extra), out)
     return cfg, out
 
 
@@ -59,14 +59,14 @@ def _all_weights(ckpt):
     return {f"{net}.{k}": v for net, sd in ckpt["models"].items() for k, v in sd.items()}
 
 
-def test_short_run_lowers_pose_mask_l1_and_loads_for_inference(tiny_synthetic, tmp_path):
-    cfg, out = _cfg(tiny_synthetic, tmp_path / "run", "model.g1_width=8", "model.bottleneck=64",
+def test_short_run_lowers_pose_mask_l1_and_loads_for_inference(tiny_toy, tmp_path):
+    cfg, out = _cfg(tiny_toy, tmp_path / "run", "model.g1_width=8", "model.bottleneck=64",
                     "train.stages=[g1, g2]", "train.g1_iters=40", "train.g2_iters=2", "train.batch_size=8",
                     "train.log_every=5", "train.tensorboard=true", "train.sample_every=20")
-    run = train_generator(cfg, str(tiny_synthetic), out)
+    run = train_generator(cfg, str(tiny_toy), out)
 
     # The pose-mask L1 on a fixed set of training pairs, before (same seed -> same initial G1) and after.
-    batch = _fixed_batch(tiny_synthetic, cfg)
+    batch = _fixed_batch(tiny_toy, cfg)
     torch.manual_seed(cfg.train.seed)
     g1_start = build_networks(cfg.model, ("g1",))["g1"]
     gen = load_generator(run)
@@ -122,11 +122,11 @@ def test_pair_schedule_is_a_pure_function_of_the_step():
     assert not (PairSchedule(10, 4, 3, 1, True).global_batch(0)[0] == steps[0][0]).all()
 
 
-def test_killed_run_resumes_to_bit_identical_weights(tiny_synthetic, tmp_path, monkeypatch):
+def test_killed_run_resumes_to_bit_identical_weights(tiny_toy, tmp_path, monkeypatch):
     extra = ["train.stages=[g1, g2]", "train.g1_iters=3", "train.g2_iters=4", "train.checkpoint_every=2",
              "loss.d_variant=official"]
-    cfg, _ = _cfg(tiny_synthetic, None, *extra)
-    full = train_generator(cfg, str(tiny_synthetic), tmp_path / "full")
+    cfg, _ = _cfg(tiny_toy, None, *extra)
+    full = train_generator(cfg, str(tiny_toy), tmp_path / "full")
 
     class Killed(Exception):
         pass
@@ -139,14 +139,14 @@ def test_killed_run_resumes_to_bit_identical_weights(tiny_synthetic, tmp_path, m
 
     part = tmp_path / "part"
     with pytest.raises(Killed):
-        train_generator(cfg, str(tiny_synthetic), part, step_hook=kill_at("g2", 3))
+        train_generator(cfg, str(tiny_toy), part, step_hook=kill_at("g2", 3))
     ckpt = load_checkpoint(part)  # a valid checkpoint of the last multiple of checkpoint_every
     assert (ckpt["stage"], ckpt["step"], ckpt["global_step"], ckpt["trained"]) == ("g2", 2, 5, ["g1", "g2"])
     assert not list(part.glob(".checkpoint.pt.*"))  # no temp files left behind
     # Without --resume the run folder is protected.
     with pytest.raises(TrainingError, match="--resume"):
-        train_generator(cfg, str(tiny_synthetic), part)
-    train_generator(cfg, str(tiny_synthetic), part, resume=True)
+        train_generator(cfg, str(tiny_toy), part)
+    train_generator(cfg, str(tiny_toy), part, resume=True)
 
     a, b = load_checkpoint(full), load_checkpoint(part)
     wa, wb = _all_weights(a), _all_weights(b)
@@ -159,11 +159,11 @@ def test_killed_run_resumes_to_bit_identical_weights(tiny_synthetic, tmp_path, m
     assert strip(_log(full)) == strip(_log(part)) and len(_log(full)) == 7
 
     # Resuming with another model/loss is refused; a finished run resumes to a no-op.
-    cfg2, _ = _cfg(tiny_synthetic, None, *extra, "loss.lambda_l1=1")
+    cfg2, _ = _cfg(tiny_toy, None, *extra, "loss.lambda_l1=1")
     with pytest.raises(CheckpointError, match="loss.lambda_l1"):
-        train_generator(cfg2, str(tiny_synthetic), part, resume=True)
+        train_generator(cfg2, str(tiny_toy), part, resume=True)
     before = sha256_file(part / "checkpoint.pt")
-    train_generator(cfg, str(tiny_synthetic), part, resume=True)
+    train_generator(cfg, str(tiny_toy), part, resume=True)
     assert sha256_file(part / "checkpoint.pt") == before
 
     # A crash while the checkpoint is being written leaves the previous one intact.
@@ -178,7 +178,7 @@ def test_killed_run_resumes_to_bit_identical_weights(tiny_synthetic, tmp_path, m
             monkeypatch.setattr(torch, "save", broken_save)
 
     with pytest.raises(KeyboardInterrupt):
-        train_generator(cfg, str(tiny_synthetic), crash, step_hook=break_saving)
+        train_generator(cfg, str(tiny_toy), crash, step_hook=break_saving)
     monkeypatch.undo()
     good = load_checkpoint(crash)
     assert (good["stage"], good["step"]) == ("g1", 2)
@@ -186,7 +186,7 @@ def test_killed_run_resumes_to_bit_identical_weights(tiny_synthetic, tmp_path, m
 
 
 @pytest.mark.parametrize("how", ["loss", "lr"])
-def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tiny_synthetic, tmp_path, monkeypatch, how):
+def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tiny_toy, tmp_path, monkeypatch, how):
     if how == "loss":
         # A hook arms a NaN in the loss from step 4 on (after the checkpoint of step 2).
         import reid_aug.generator.train as train_mod
@@ -202,24 +202,24 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tiny_synthetic, tmp_
             armed["on"] = step == 3
 
         monkeypatch.setattr(train_mod, "recon_loss", recon_loss)
-        cfg, out = _cfg(tiny_synthetic, tmp_path / "run", "train.stages=[g1]", "train.g1_iters=6",
+        cfg, out = _cfg(tiny_toy, tmp_path / "run", "train.stages=[g1]", "train.g1_iters=6",
                         "train.checkpoint_every=2")
         with pytest.raises(TrainingDivergedError, match=r"non-finite loss at stage g1 step 4.*last good checkpoint"):
-            train_generator(cfg, str(tiny_synthetic), out, step_hook=arm)
+            train_generator(cfg, str(tiny_toy), out, step_hook=arm)
         ckpt = load_checkpoint(out)
         assert ckpt["step"] == 2
         assert all(torch.isfinite(v).all() for v in _all_weights(ckpt).values() if v.is_floating_point())
         assert [int(r["step"]) for r in _log(out)] == [1, 2, 3]
         # The weights were not touched by the bad step: resuming from the kept checkpoint works.
         monkeypatch.undo()
-        train_generator(cfg, str(tiny_synthetic), out, resume=True)
+        train_generator(cfg, str(tiny_toy), out, resume=True)
         assert load_checkpoint(out)["complete"]
     else:
         # lr = inf: the first update makes the weights inf/NaN; the checkpoint writer refuses them.
-        cfg, out = _cfg(tiny_synthetic, tmp_path / "run", "train.stages=[g1]", "train.g1_iters=6",
+        cfg, out = _cfg(tiny_toy, tmp_path / "run", "train.stages=[g1]", "train.g1_iters=6",
                         "train.checkpoint_every=1", "train.lr=.inf")
         with pytest.raises(TrainingDivergedError, match="NaN/inf"):
-            train_generator(cfg, str(tiny_synthetic), out)
+            train_generator(cfg, str(tiny_toy), out)
         assert not (out / "checkpoint.pt").exists()  # nothing good to keep; nothing bad written
 
 
@@ -248,22 +248,22 @@ DDP_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {root!r})
     torch.set_num_threads(1)
     from reid_aug.generator.train import resolve_training, train_generator
-    cfg, out = resolve_training({data!r}, "pg2_synthetic", {overrides!r}, {out!r})
+    cfg, out = resolve_training({data!r}, "pg2_toy", {overrides!r}, {out!r})
     train_generator(cfg, {data!r}, out)
 """)
 
 
-def test_two_process_ddp_matches_one_process(tiny_synthetic, tmp_path):
+def test_two_process_ddp_matches_one_process(tiny_toy, tmp_path):
     overrides = TINY + ["train.stages=[g1, g2]", "train.g1_iters=3", "train.g2_iters=2", "runtime.device=cpu"]
     script = tmp_path / "ddp_run.py"
-    script.write_text(DDP_SCRIPT.format(root=str(ROOT), data=str(tiny_synthetic), overrides=overrides,
+    script.write_text(DDP_SCRIPT.format(root=str(ROOT), data=str(tiny_toy), overrides=overrides,
                                         out=str(tmp_path / "ddp")))
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    cfg, _ = resolve_training(str(tiny_synthetic), "pg2_synthetic", overrides, None)
-    single = train_generator(cfg, str(tiny_synthetic), tmp_path / "single")
+    cfg, _ = resolve_training(str(tiny_toy), "pg2_toy", overrides, None)
+    single = train_generator(cfg, str(tiny_toy), tmp_path / "single")
 
     ddp, one = load_checkpoint(tmp_path / "ddp"), load_checkpoint(single)
     assert ddp["complete"] and ddp["global_step"] == 5
@@ -277,12 +277,12 @@ def test_two_process_ddp_matches_one_process(tiny_synthetic, tmp_path):
     assert all(torch.isfinite(v).all() for v in ddp["models"]["g2"].values() if v.is_floating_point())
 
 
-def test_cli_train_generator_and_dry_run(tiny_synthetic, tmp_path):
+def test_cli_train_generator_and_dry_run(tiny_toy, tmp_path):
     from click.testing import CliRunner
 
     import cli
 
-    args = ["train-generator", str(tiny_synthetic), "--recipe", "pg2_synthetic", "--out", str(tmp_path / "run")]
+    args = ["train-generator", str(tiny_toy), "--recipe", "pg2_toy", "--out", str(tmp_path / "run")]
     sets = [x for o in TINY + ["train.g1_iters=2", "train.g2_iters=1"] for x in ("--set", o)]
     res = CliRunner().invoke(cli.main, args + sets + ["--dry-run"])
     assert res.exit_code == 0, res.output
@@ -296,11 +296,11 @@ def test_cli_train_generator_and_dry_run(tiny_synthetic, tmp_path):
     assert res.exit_code == 2 and "needs a G1 stage" in res.output
 
 
-def test_one_stage_g1_plus_d_ablation(tiny_synthetic, tmp_path):
-    cfg, out = resolve_training(str(tiny_synthetic), "pg2_ablation_g1_d", TINY + ["train.g1d_iters=2"],
+def test_one_stage_g1_plus_d_ablation(tiny_toy, tmp_path):
+    cfg, out = resolve_training(str(tiny_toy), "pg2_ablation_g1_d", TINY + ["train.g1d_iters=2"],
                                 tmp_path / "g1d")
     assert cfg.train.stages == ("g1+d",) and cfg.model.g1_width == 4
-    train_generator(cfg, str(tiny_synthetic), out)
+    train_generator(cfg, str(tiny_toy), out)
     ckpt = load_checkpoint(out)
     assert ckpt["trained"] == ["g1+d"] and set(ckpt["models"]) == {"g1", "d"}
     rows = _log(out)
@@ -314,15 +314,15 @@ def test_one_stage_g1_plus_d_ablation(tiny_synthetic, tmp_path):
         gen.generate(src, pose, stage="g2")
 
 
-def test_init_from_takes_over_stage_one_and_trains_only_stage_two(tiny_synthetic, tmp_path):
+def test_init_from_takes_over_stage_one_and_trains_only_stage_two(tiny_toy, tmp_path):
     """Stage II retrained with another loss weight from a finished run's G1 (train.init_from)."""
-    cfg, src = _cfg(tiny_synthetic, tmp_path / "src", "train.g1_iters=3", "train.g2_iters=2", "loss.lambda_l1=10")
-    train_generator(cfg, str(tiny_synthetic), src)
+    cfg, src = _cfg(tiny_toy, tmp_path / "src", "train.g1_iters=3", "train.g2_iters=2", "loss.lambda_l1=10")
+    train_generator(cfg, str(tiny_toy), src)
     src_ckpt = load_checkpoint(src)
 
-    cfg2, out = _cfg(tiny_synthetic, tmp_path / "lambda100", "train.g1_iters=3", "train.g2_iters=2",
+    cfg2, out = _cfg(tiny_toy, tmp_path / "lambda100", "train.g1_iters=3", "train.g2_iters=2",
                      "loss.lambda_l1=100", f"train.init_from={src}")
-    train_generator(cfg2, str(tiny_synthetic), out)
+    train_generator(cfg2, str(tiny_toy), out)
     ckpt = load_checkpoint(out)
     assert ckpt["trained"] == ["g1", "g2"] and ckpt["complete"] and ckpt["global_step"] == 3 + 2
     # G1 is the source run's, bit for bit; G2 was trained again under the new loss
@@ -335,9 +335,9 @@ def test_init_from_takes_over_stage_one_and_trains_only_stage_two(tiny_synthetic
     assert load_generator(out).stages == ("g1", "g2")
 
     # a G1 of other widths, or a source with nothing finished to share, is a clear error
-    cfg3, out3 = _cfg(tiny_synthetic, tmp_path / "wide", "model.g1_width=6", f"train.init_from={src}")
+    cfg3, out3 = _cfg(tiny_toy, tmp_path / "wide", "model.g1_width=6", f"train.init_from={src}")
     with pytest.raises(CheckpointError, match="does not fit"):
-        train_generator(cfg3, str(tiny_synthetic), out3)
-    cfg4, out4 = _cfg(tiny_synthetic, tmp_path / "g1d", "train.stages=[g1+d,g2]", f"train.init_from={src}")
+        train_generator(cfg3, str(tiny_toy), out3)
+    cfg4, out4 = _cfg(tiny_toy, tmp_path / "g1d", "train.stages=[g1+d,g2]", f"train.init_from={src}")
     with pytest.raises(CheckpointError, match="no finished stage 'g1\\+d'"):
-        train_generator(cfg4, str(tiny_synthetic), out4)
+        train_generator(cfg4, str(tiny_toy), out4)

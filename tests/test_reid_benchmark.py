@@ -29,16 +29,16 @@ def _make_augmented(dataset_root, out, per_id=2):
 
 
 @pytest.fixture(scope="module")
-def augmented(tiny_synthetic, tmp_path_factory):
-    return _make_augmented(tiny_synthetic, tmp_path_factory.mktemp("aug") / "synth")
+def augmented(tiny_toy, tmp_path_factory):
+    return _make_augmented(tiny_toy, tmp_path_factory.mktemp("aug") / "synth")
 
 
-def test_augmented_dataset_keeps_source_pids(tiny_synthetic, augmented):
+def test_augmented_dataset_keeps_source_pids(tiny_toy, augmented):
     from reid_aug.dataset.market import load_dataset
     from reid_aug.reid.data import (REAL_DSETID, SYNTHETIC_DSETID, TORCHREID_MARKET_PATTERN, build_datamanager,
                                     build_splits, read_augmented)
 
-    index = load_dataset(tiny_synthetic)
+    index = load_dataset(tiny_toy)
     aug = read_augmented(augmented)
     base = build_splits(index)
     splits = build_splits(index, aug)
@@ -69,11 +69,11 @@ def test_augmented_dataset_keeps_source_pids(tiny_synthetic, augmented):
     assert batch["img"].shape == (4, 3, 64, 32) and int(batch["pid"].max()) < len(real_pids)
 
 
-def test_subsample_per_identity(tiny_synthetic):
+def test_subsample_per_identity(tiny_toy):
     from reid_aug.dataset.market import load_dataset
     from reid_aug.reid.data import build_splits
 
-    index = load_dataset(tiny_synthetic)
+    index = load_dataset(tiny_toy)
     s1 = build_splits(index, train_per_id=2, subsample_seed=1)
     s2 = build_splits(index, train_per_id=2, subsample_seed=1)
     counts = pd.Series([lab for _, lab, _, _ in s1.train]).value_counts()
@@ -81,7 +81,7 @@ def test_subsample_per_identity(tiny_synthetic):
     assert s1.train == s2.train                      # deterministic for a seed
 
 
-def test_augmented_folder_errors(tiny_synthetic, augmented, tmp_path):
+def test_augmented_folder_errors(tiny_toy, augmented, tmp_path):
     from reid_aug.dataset.market import load_dataset
     from reid_aug.reid.data import build_splits, read_augmented, read_image_checked
 
@@ -95,7 +95,7 @@ def test_augmented_folder_errors(tiny_synthetic, augmented, tmp_path):
     (other / "bounding_box_train").mkdir(parents=True)
     shutil.copy(extra, other / "bounding_box_train" / "9876_c1s9_000001_99.jpg")
     with pytest.raises(DatasetError, match="another dataset"):
-        build_splits(load_dataset(tiny_synthetic), read_augmented(other))
+        build_splits(load_dataset(tiny_toy), read_augmented(other))
     corrupt = tmp_path / "0001_c1s1_000001_00.jpg"
     corrupt.write_bytes(extra.read_bytes()[:200])     # truncated JPEG: torchreid's read_image would loop forever
     with pytest.raises(DatasetError, match="cannot be decoded"):
@@ -134,7 +134,7 @@ def test_lsro_loss_equals_hand_computation():
     np.testing.assert_allclose(z.grad.numpy(), torch.softmax(logits[1:2], 1).numpy() - 1 / K, atol=1e-6)
 
 
-def test_missing_pretrained_weights_error(tiny_synthetic, tmp_path, monkeypatch):
+def test_missing_pretrained_weights_error(tiny_toy, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     import cli
@@ -142,14 +142,14 @@ def test_missing_pretrained_weights_error(tiny_synthetic, tmp_path, monkeypatch)
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty_torch_home" / "hub"))
-    cfg = resolve_benchmark(model="resnet18", recipe="reid_synthetic", pretrained=True)
+    cfg = resolve_benchmark(model="resnet18", recipe="reid_toy", pretrained=True)
     with pytest.raises(WeightsMissingError) as err:
-        run_benchmark(cfg, dataset=str(tiny_synthetic), out_dir=tmp_path / "out")
+        run_benchmark(cfg, dataset=str(tiny_toy), out_dir=tmp_path / "out")
     msg = str(err.value)
     assert "--weights FILE" in msg and "--no-pretrained" in msg and "resnet18" in msg
     assert not (tmp_path / "out" / "results.json").exists()      # failed before any work
-    res = CliRunner().invoke(cli.main, ["benchmark", "--model", "resnet18", "--recipe", "reid_synthetic",
-                                        "--pretrained", "--dataset", str(tiny_synthetic),
+    res = CliRunner().invoke(cli.main, ["benchmark", "--model", "resnet18", "--recipe", "reid_toy",
+                                        "--pretrained", "--dataset", str(tiny_toy),
                                         "--out", str(tmp_path / "out2")])
     assert res.exit_code == 2 and "--no-pretrained" in res.output and "Traceback" not in res.output
 
@@ -173,7 +173,7 @@ def test_weights_file_loads_backbone_and_tolerates_classifier(tmp_path):
     assert "fc.weight" in info["discarded"] and info["matched"] == len(tv.state_dict()) - 2
 
 
-def test_one_epoch_benchmark_writes_report(tiny_synthetic, augmented, tmp_path, monkeypatch):
+def test_one_epoch_benchmark_writes_report(tiny_toy, augmented, tmp_path, monkeypatch):
     from reid_aug.reid import benchmark as bm
     from reid_aug.reid.benchmark import extract_features, load_reid_model, resolve_benchmark, run_benchmark
 
@@ -185,10 +185,10 @@ def test_one_epoch_benchmark_writes_report(tiny_synthetic, augmented, tmp_path, 
     gen_eval.write_text(json.dumps({"headline": {"stage": "g2", "protocol": "defgan"}, "records": [
         {**model_row, "protocol": "pg2", "ssim": 0.9999}, model_row,
         {**model_row, "row": "real_vs_real", "ssim": 1.0}]}))
-    cfg = resolve_benchmark(model="osnet_x0_25", recipe="reid_synthetic", labels="lsro", pretrained=False,
+    cfg = resolve_benchmark(model="osnet_x0_25", recipe="reid_toy", labels="lsro", pretrained=False,
                             rerank=True, overrides=["train.epochs=1", "train.batch_size=8", "data.height=64",
                                                     "data.width=32", "data.batch_size_test=32", "data.workers=0"])
-    out = run_benchmark(cfg, dataset=str(tiny_synthetic), augmented_dir=augmented, seeds=[0], generator_eval=gen_eval,
+    out = run_benchmark(cfg, dataset=str(tiny_toy), augmented_dir=augmented, seeds=[0], generator_eval=gen_eval,
                         out_dir=tmp_path / "bench")
     results = json.loads((out / "results.json").read_text())
     assert set(results["runs"]) == {"baseline_seed0", "augmented_seed0"}
@@ -210,7 +210,7 @@ def test_one_epoch_benchmark_writes_report(tiny_synthetic, augmented, tmp_path, 
     # saved models reload and give the same features
     model, cfg2 = load_reid_model(out / "models" / "augmented_seed0.pt")
     assert cfg2 == cfg
-    paths = sorted(str(p) for p in (tiny_synthetic).rglob("*.jpg"))[:4]
+    paths = sorted(str(p) for p in (tiny_toy).rglob("*.jpg"))[:4]
     f = extract_features(model, paths, cfg.data.height, cfg.data.width, batch_size=2)
     assert f.shape == (4, results["runs"]["augmented_seed0"]["feature_dim"]) and torch.isfinite(f).all()
     # the demo recipe is iteration-matched: the baseline (fewer images) takes exactly the augmented run's steps
@@ -224,22 +224,22 @@ def test_one_epoch_benchmark_writes_report(tiny_synthetic, augmented, tmp_path, 
     # a restart skips the finished runs
     train_for_real = bm._train_and_evaluate
     monkeypatch.setattr(bm, "_train_and_evaluate", lambda *a, **k: pytest.fail("finished run trained again"))
-    run_benchmark(cfg, dataset=str(tiny_synthetic), augmented_dir=augmented, seeds=[0], generator_eval=gen_eval,
+    run_benchmark(cfg, dataset=str(tiny_toy), augmented_dir=augmented, seeds=[0], generator_eval=gen_eval,
                   out_dir=out)
     # extending the seeds on the same folder trains only the new seed's runs
     trained = []
     monkeypatch.setattr(bm, "_train_and_evaluate", lambda *a, **k: trained.append(a[2:4]) or train_for_real(*a, **k))
-    run_benchmark(cfg, dataset=str(tiny_synthetic), augmented_dir=augmented, seeds=[0, 1], generator_eval=gen_eval,
+    run_benchmark(cfg, dataset=str(tiny_toy), augmented_dir=augmented, seeds=[0, 1], generator_eval=gen_eval,
                   out_dir=out)
     assert trained == [("baseline", 1), ("augmented", 1)]
     results = json.loads((out / "results.json").read_text())
     assert results["seeds"] == [0, 1] and len(results["runs"]) == 4
     assert results["runs"]["baseline_seed1"]["iterations"] == results["runs"]["augmented_seed1"]["iterations"]
     # ... but refuses to mix results of another config
-    other = resolve_benchmark(model="osnet_x0_25", recipe="reid_synthetic", pretrained=False,
+    other = resolve_benchmark(model="osnet_x0_25", recipe="reid_toy", pretrained=False,
                               overrides=["train.epochs=2"])
     with pytest.raises(Exception, match="different benchmark"):
-        run_benchmark(other, dataset=str(tiny_synthetic), augmented_dir=augmented, seeds=[0], out_dir=out)
+        run_benchmark(other, dataset=str(tiny_toy), augmented_dir=augmented, seeds=[0], out_dir=out)
 
 
 def test_generator_metrics_reader_is_tolerant(tmp_path):
@@ -258,7 +258,7 @@ def test_generator_metrics_reader_is_tolerant(tmp_path):
     assert got["mask_is"].startswith("n/a (not in flat.json")
 
 
-def test_training_resumes_from_its_epoch_checkpoint(tiny_synthetic, tmp_path):
+def test_training_resumes_from_its_epoch_checkpoint(tiny_toy, tmp_path):
     """2 epochs in one go == 1 epoch, 'kill', then resume to 2 (same weights, same loss history)."""
     from reid_aug.dataset.market import load_dataset
     from reid_aug.reid.benchmark import build_model
@@ -266,7 +266,7 @@ def test_training_resumes_from_its_epoch_checkpoint(tiny_synthetic, tmp_path):
     from reid_aug.reid.engine import make_engine_class, seed_everything, train_epochs
 
     reid = import_torchreid()
-    splits = build_splits(load_dataset(tiny_synthetic))
+    splits = build_splits(load_dataset(tiny_toy))
 
     def engine():
         seed_everything(3)
@@ -292,7 +292,7 @@ def test_training_resumes_from_its_epoch_checkpoint(tiny_synthetic, tmp_path):
 def test_training_plan_matches_iterations():
     from reid_aug.reid.benchmark import resolve_benchmark, training_plan
 
-    demo = resolve_benchmark(recipe="reid_synthetic", overrides=["train.epochs=10", "train.batch_size=16"])
+    demo = resolve_benchmark(recipe="reid_toy", overrides=["train.epochs=10", "train.batch_size=16"])
     assert demo.train.budget == "iterations"
     plan = training_plan(demo, {"baseline": 600, "augmented": 1500})
     # augmented 93 it/epoch x 10 = 930; the baseline (37 it/epoch) 930 / 37 = 25.14 epochs -> 26, the last cut
@@ -302,13 +302,13 @@ def test_training_plan_matches_iterations():
     assert (b["epochs"], b["iters_per_epoch"], b["total_iters"], b["lr_step_iters"]) == (26, 37, 930, 93)
     assert 25 * 37 < 930 <= 26 * 37 and b["epochs_equivalent"] == pytest.approx(930 / 37)
     # epochs budget: the old behaviour, whole epochs each
-    ep = resolve_benchmark(recipe="reid_synthetic", overrides=["train.budget=epochs", "train.epochs=10",
+    ep = resolve_benchmark(recipe="reid_toy", overrides=["train.budget=epochs", "train.epochs=10",
                                                                "train.batch_size=16"])
     plan = training_plan(ep, {"baseline": 600, "augmented": 1500})
     assert [(p["epochs"], p["total_iters"], p["lr_step_iters"]) for p in plan.values()] == [(10, 370, 0), (10, 930, 0)]
     # without an augmented folder the budget has no effect; max_iters_per_epoch caps both variants
     assert training_plan(demo, {"baseline": 600})["baseline"]["total_iters"] == 370
-    capped = resolve_benchmark(recipe="reid_synthetic", overrides=["train.epochs=4", "train.batch_size=16",
+    capped = resolve_benchmark(recipe="reid_toy", overrides=["train.epochs=4", "train.batch_size=16",
                                                                    "train.max_iters_per_epoch=50"])
     plan = training_plan(capped, {"baseline": 600, "augmented": 1500})
     assert plan["augmented"]["total_iters"] == 200 and plan["baseline"]["total_iters"] == 200
@@ -319,17 +319,17 @@ def test_training_plan_matches_iterations():
     assert plan["baseline"]["total_iters"] == plan["augmented"]["total_iters"] == market.train.epochs * 638
     assert resolve_benchmark(recipe="reid_resnet50_market").train.budget == "epochs"
     with pytest.raises(Exception, match="train.budget"):
-        resolve_benchmark(recipe="reid_synthetic", overrides=["train.budget=steps"])
+        resolve_benchmark(recipe="reid_toy", overrides=["train.budget=steps"])
 
 
-def test_epochs_budget_keeps_old_behaviour(tiny_synthetic, augmented, tmp_path, monkeypatch):
+def test_epochs_budget_keeps_old_behaviour(tiny_toy, augmented, tmp_path, monkeypatch):
     from reid_aug.reid import benchmark as bm
     from reid_aug.reid.benchmark import resolve_benchmark, run_benchmark
 
-    cfg = resolve_benchmark(model="osnet_x0_25", recipe="reid_synthetic", pretrained=False,
+    cfg = resolve_benchmark(model="osnet_x0_25", recipe="reid_toy", pretrained=False,
                             overrides=["train.budget=epochs", "train.epochs=1", "train.batch_size=8",
                                        "data.batch_size_test=32", "data.workers=0"])
-    out = run_benchmark(cfg, dataset=str(tiny_synthetic), augmented_dir=augmented, seeds=[0], out_dir=tmp_path / "b")
+    out = run_benchmark(cfg, dataset=str(tiny_toy), augmented_dir=augmented, seeds=[0], out_dir=tmp_path / "b")
     results = json.loads((out / "results.json").read_text())
     for rec in results["runs"].values():
         n_train = rec["n_train_real"] + rec["n_train_synthetic"]
@@ -343,20 +343,20 @@ def test_epochs_budget_keeps_old_behaviour(tiny_synthetic, augmented, tmp_path, 
     old = json.loads((out / "results.json").read_text())
     del old["setup"]["config"]["train"]["budget"]
     (out / "results.json").write_text(json.dumps(old))
-    run_benchmark(cfg, dataset=str(tiny_synthetic), augmented_dir=augmented, seeds=[0], out_dir=out)
+    run_benchmark(cfg, dataset=str(tiny_toy), augmented_dir=augmented, seeds=[0], out_dir=out)
     # ... but another budget on the same folder is refused
-    other = resolve_benchmark(model="osnet_x0_25", recipe="reid_synthetic", pretrained=False,
+    other = resolve_benchmark(model="osnet_x0_25", recipe="reid_toy", pretrained=False,
                               overrides=["train.budget=iterations", "train.epochs=1", "train.batch_size=8",
                                          "data.batch_size_test=32", "data.workers=0"])
     with pytest.raises(Exception, match="different benchmark"):
-        run_benchmark(other, dataset=str(tiny_synthetic), augmented_dir=augmented, seeds=[0], out_dir=out)
+        run_benchmark(other, dataset=str(tiny_toy), augmented_dir=augmented, seeds=[0], out_dir=out)
 
     # another augmented set against the same baseline (--baseline-from): only the augmented run trains
-    aug2 = _make_augmented(tiny_synthetic, tmp_path / "aug2" / "synth", per_id=1)
+    aug2 = _make_augmented(tiny_toy, tmp_path / "aug2" / "synth", per_id=1)
     trained = []
     monkeypatch.setattr(bm, "_train_and_evaluate",
                         lambda *a, **k: trained.append(a[2:4]) or {**results["runs"]["augmented_seed0"], "seed": a[3]})
-    out2 = run_benchmark(cfg, dataset=str(tiny_synthetic), augmented_dir=aug2, seeds=[0], out_dir=tmp_path / "b2",
+    out2 = run_benchmark(cfg, dataset=str(tiny_toy), augmented_dir=aug2, seeds=[0], out_dir=tmp_path / "b2",
                          baseline_from=out)
     assert trained == [("augmented", 0)]
     res2 = json.loads((out2 / "results.json").read_text())
@@ -365,20 +365,20 @@ def test_epochs_budget_keeps_old_behaviour(tiny_synthetic, augmented, tmp_path, 
     assert (out2 / "models" / "baseline_seed0.pt").read_bytes() == (out / "models" / "baseline_seed0.pt").read_bytes()
     assert res2["setup"]["augmented_manifest_sha256"] != results["setup"]["augmented_manifest_sha256"]
     # the synthetic-label mode does not tell baselines apart (a baseline has no synthetic image)
-    lsro = resolve_benchmark(model="osnet_x0_25", recipe="reid_synthetic", pretrained=False, labels="lsro",
+    lsro = resolve_benchmark(model="osnet_x0_25", recipe="reid_toy", pretrained=False, labels="lsro",
                              overrides=["train.budget=epochs", "train.epochs=1", "train.batch_size=8",
                                         "data.batch_size_test=32", "data.workers=0"])
     trained.clear()
-    run_benchmark(lsro, dataset=str(tiny_synthetic), augmented_dir=aug2, seeds=[0], out_dir=tmp_path / "b4",
+    run_benchmark(lsro, dataset=str(tiny_toy), augmented_dir=aug2, seeds=[0], out_dir=tmp_path / "b4",
                   baseline_from=out)
     assert trained == [("augmented", 0)]
     # baselines of another config are not comparable
     with pytest.raises(Exception, match="not comparable.*config"):
-        run_benchmark(other, dataset=str(tiny_synthetic), augmented_dir=aug2, seeds=[0], out_dir=tmp_path / "b3",
+        run_benchmark(other, dataset=str(tiny_toy), augmented_dir=aug2, seeds=[0], out_dir=tmp_path / "b3",
                       baseline_from=out)
 
 
-def test_iteration_budget_cuts_the_last_epoch_and_steps_lr_by_iterations(tiny_synthetic, tmp_path):
+def test_iteration_budget_cuts_the_last_epoch_and_steps_lr_by_iterations(tiny_toy, tmp_path):
     """total_iters / lr_step_iters: epochs of 3 it, 7 it in all -> 3 + 3 + 1; LR halves after iteration 5
     (an "epoch" of the augmented run); a kill after epoch 1 + resume gives the same run."""
     from reid_aug.dataset.market import load_dataset
@@ -387,7 +387,7 @@ def test_iteration_budget_cuts_the_last_epoch_and_steps_lr_by_iterations(tiny_sy
     from reid_aug.reid.engine import make_engine_class, seed_everything, train_epochs
 
     reid = import_torchreid()
-    splits = build_splits(load_dataset(tiny_synthetic))
+    splits = build_splits(load_dataset(tiny_toy))
 
     def engine():
         seed_everything(5)

@@ -42,10 +42,10 @@ def generator_ckpt(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def index(tiny_synthetic):
+def index(tiny_toy):
     from reid_aug.dataset.market import load_dataset
 
-    return load_dataset(tiny_synthetic)
+    return load_dataset(tiny_toy)
 
 
 def _opts(generator, out, dataset, **kw):
@@ -88,9 +88,9 @@ def _manifest(out: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, generator_ckpt, tiny_synthetic):
+def reference(tmp_path_factory, generator_ckpt, tiny_toy):
     out = tmp_path_factory.mktemp("synth") / "reference"
-    summary = _run(generator_ckpt, out, tiny_synthetic)
+    summary = _run(generator_ckpt, out, tiny_toy)
     return out, summary
 
 
@@ -152,20 +152,20 @@ def test_images_are_jpegs_of_the_generator_output(reference, generator_ckpt, ind
         assert hashlib.sha256(data).hexdigest() == row["sha256"] and len(data) == row["bytes"]
 
 
-def test_deterministic_for_a_seed(reference, tmp_path, generator_ckpt, tiny_synthetic):
+def test_deterministic_for_a_seed(reference, tmp_path, generator_ckpt, tiny_toy):
     out, _ = reference
-    _run(generator_ckpt, tmp_path / "again", tiny_synthetic)
+    _run(generator_ckpt, tmp_path / "again", tiny_toy)
     pd.testing.assert_frame_equal(_manifest(tmp_path / "again"), _manifest(out))
     from reid_aug.synthesis.synthesize import build_plan
     from reid_aug.dataset.market import load_dataset
 
-    idx = load_dataset(tiny_synthetic)
+    idx = load_dataset(tiny_toy)
     a = build_plan(idx, K, "diverse", seed=0).table
     b = build_plan(idx, K, "diverse", seed=1).table
     assert not a.equals(b)                                             # the seed matters
 
 
-def test_kill_and_resume_gives_the_same_manifest(reference, tmp_path, generator_ckpt, tiny_synthetic):
+def test_kill_and_resume_gives_the_same_manifest(reference, tmp_path, generator_ckpt, tiny_toy):
     out_ref, _ = reference
     out = tmp_path / "killed"
 
@@ -177,7 +177,7 @@ def test_kill_and_resume_gives_the_same_manifest(reference, tmp_path, generator_
             raise Killed
 
     with pytest.raises(Killed):
-        _run(generator_ckpt, out, tiny_synthetic, on_batch=kill_after_two)
+        _run(generator_ckpt, out, tiny_toy, on_batch=kill_after_two)
     img_dir = out / "bounding_box_train"
     partial = sorted(p.name for p in img_dir.iterdir())
     assert 0 < len(partial) < len(_manifest(out_ref))
@@ -185,7 +185,7 @@ def test_kill_and_resume_gives_the_same_manifest(reference, tmp_path, generator_
     # a writer killed mid-file leaves a hidden temp file: the restart must remove it
     victim = sorted(set(_manifest(out_ref)["file"]) - set(partial))[0]
     (img_dir / f".{victim}.abc123.tmp").write_bytes(b"\xff\xd8 truncated")
-    summary = _run(generator_ckpt, out, tiny_synthetic)
+    summary = _run(generator_ckpt, out, tiny_toy)
     assert summary["skipped_existing"] == len(partial)
     assert summary["written"] == len(_manifest(out_ref)) - len(partial)
     pd.testing.assert_frame_equal(_manifest(out), _manifest(out_ref))
@@ -194,7 +194,7 @@ def test_kill_and_resume_gives_the_same_manifest(reference, tmp_path, generator_
 
     assert verify_synthesis(out).ok
     # a finished run started again writes nothing
-    assert _run(generator_ckpt, out, tiny_synthetic)["written"] == 0
+    assert _run(generator_ckpt, out, tiny_toy)["written"] == 0
 
 
 def test_verify_catches_deleted_extra_and_changed_files(reference, tmp_path):
@@ -251,7 +251,7 @@ def test_generated_names_parse_with_torchreids_market_code(reference):
         assert parse_market_name(f) == (row["pid"], row["camid"])
 
 
-def test_synthetic_and_real_names_never_collide(reference, tiny_synthetic, request):
+def test_synthetic_and_real_names_never_collide(reference, tiny_toy, request):
     from reid_aug.synthesis.synthesize import (MARKET_NAME, SYNTH_NAME, parse_synthetic_name, source_stem,
                                                synthetic_name)
 
@@ -262,7 +262,7 @@ def test_synthetic_and_real_names_never_collide(reference, tiny_synthetic, reque
                    (7, 6, 9, "0007_c6s4_001902_01.jpg")]]
     real = list(REAL_EXAMPLES)
     real += [p.name for d in ("bounding_box_train", "bounding_box_test", "query")
-             for p in sorted(tiny_synthetic.rglob(f"{d}/*.jpg"))]
+             for p in sorted(tiny_toy.rglob(f"{d}/*.jpg"))]
     env = os.environ.get("REID_AUG_MARKET_ROOT")
     if env and Path(env, "Market-1501-v15.09.15").is_dir():               # every real name when available
         for d in ("bounding_box_train", "bounding_box_test", "query"):
@@ -279,16 +279,16 @@ def test_synthetic_and_real_names_never_collide(reference, tiny_synthetic, reque
 
 
 # --------------------------------------------------------------------------- shards
-def test_two_shards_equal_one_shard_and_merge(reference, tmp_path, generator_ckpt, tiny_synthetic):
+def test_two_shards_equal_one_shard_and_merge(reference, tmp_path, generator_ckpt, tiny_toy):
     from reid_aug.synthesis.synthesize import verify_synthesis
 
     out_ref, _ = reference
     ref = _manifest(out_ref)
     out = tmp_path / "sharded"
-    s0 = _run(generator_ckpt, out, tiny_synthetic, shard=(0, 2))
+    s0 = _run(generator_ckpt, out, tiny_toy, shard=(0, 2))
     assert not (out / "manifest.csv").exists() and (out / "manifest.shard-0-of-2.csv").is_file()
     assert 0 < s0["written"] < len(ref)
-    s1 = _run(generator_ckpt, out, tiny_synthetic, shard="1/2", batch_size=BATCH + 1)  # layout comes from the folder
+    s1 = _run(generator_ckpt, out, tiny_toy, shard="1/2", batch_size=BATCH + 1)  # layout comes from the folder
     assert s0["written"] + s1["written"] == len(ref)
     part0 = pd.read_csv(out / "manifest.shard-0-of-2.csv")
     part1 = pd.read_csv(out / "manifest.shard-1-of-2.csv")
@@ -297,8 +297,8 @@ def test_two_shards_equal_one_shard_and_merge(reference, tmp_path, generator_ckp
     assert verify_synthesis(out).ok
     # one shard alone, then a run without --shard completes and merges it
     out2 = tmp_path / "completed"
-    a = _run(generator_ckpt, out2, tiny_synthetic, shard=(1, 2))
-    b = _run(generator_ckpt, out2, tiny_synthetic)
+    a = _run(generator_ckpt, out2, tiny_toy, shard=(1, 2))
+    b = _run(generator_ckpt, out2, tiny_toy)
     assert b["skipped_existing"] == a["written"] and a["written"] + b["written"] == len(ref)
     pd.testing.assert_frame_equal(_manifest(out2), ref)
 
@@ -388,7 +388,7 @@ def test_uint8_mapping_and_atomic_jpeg_writer(tmp_path):
 
 
 # --------------------------------------------------------------------------- clear errors
-def test_clear_errors(reference, tmp_path, generator_ckpt, tiny_synthetic):
+def test_clear_errors(reference, tmp_path, generator_ckpt, tiny_toy):
     import torch
 
     from reid_aug.errors import CheckpointError, DatasetError
@@ -399,31 +399,31 @@ def test_clear_errors(reference, tmp_path, generator_ckpt, tiny_synthetic):
     copy = tmp_path / "other"
     shutil.copytree(out_ref, copy)
     with pytest.raises(SynthesisError, match="different synthesis run.*seed"):
-        _run(generator_ckpt, copy, tiny_synthetic, seed=5)
+        _run(generator_ckpt, copy, tiny_toy, seed=5)
     # images but no descriptor
     foreign = tmp_path / "foreign" / "bounding_box_train"
     foreign.mkdir(parents=True)
     (foreign / "0001_c1s1_000001_01.jpg").write_bytes(b"x")
     with pytest.raises(SynthesisError, match="unknown run"):
-        _run(generator_ckpt, foreign.parent, tiny_synthetic)
+        _run(generator_ckpt, foreign.parent, tiny_toy)
     # not a PG² checkpoint
     bogus = tmp_path / "resnet.pt"
     torch.save({"conv1.weight": torch.zeros(1)}, bogus)
     with pytest.raises(CheckpointError, match="not a reid-aug PG"):
-        _run(bogus, tmp_path / "o1", tiny_synthetic)
+        _run(bogus, tmp_path / "o1", tiny_toy)
     # trained at another resolution
     small = _write_generator(tmp_path / "small.pt", image_size=(64, 32))
     with pytest.raises(CheckpointError, match="trained at 64x32"):
-        _run(small, tmp_path / "o2", tiny_synthetic)
+        _run(small, tmp_path / "o2", tiny_toy)
     # a dataset whose annotations have no torso
-    ds = _copy_with_edited_poses(tiny_synthetic, tmp_path / "noposes", lambda name, kp: _drop_torso(kp))
+    ds = _copy_with_edited_poses(tiny_toy, tmp_path / "noposes", lambda name, kp: _drop_torso(kp))
     with pytest.raises(DatasetError, match="no valid training pose"):
         _run(generator_ckpt, tmp_path / "o3", ds)
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
 
 
 def test_identity_without_full_torso_uses_partial_poses_and_one_without_annotations_is_skipped(
-        tmp_path, generator_ckpt, tiny_synthetic, index):
+        tmp_path, generator_ckpt, tiny_toy, index):
     """Market-1501 has 6 train identities without a full-torso image: they are still augmented (sources with
     partial poses), while an identity with no annotated joint at all is skipped and reported, not a crash."""
     train = index.split("train")
@@ -439,7 +439,7 @@ def test_identity_without_full_torso_uses_partial_poses_and_one_without_annotati
             return np.full_like(kp, -1)                    # annotated, but no joint found
         return kp
 
-    ds = _copy_with_edited_poses(tiny_synthetic, tmp_path / "ds", edit)
+    ds = _copy_with_edited_poses(tiny_toy, tmp_path / "ds", edit)
 
     summary = _run(generator_ckpt, tmp_path / "out", ds)
     m = _manifest(tmp_path / "out")

@@ -67,11 +67,19 @@ def name_kind(pid: int) -> str:
     return "junk" if pid == -1 else "distractor" if pid == 0 else "normal"
 
 
+TOY_SPECS = ("toy", "synthetic")   # "synthetic" is the toy dataset's name before 0.2 (old run records use it)
+
+
+def is_toy_spec(spec) -> bool:
+    """True for the dataset spec that names the built-in toy dataset."""
+    return isinstance(spec, str) and spec in TOY_SPECS
+
+
 def resolve_dataset_root(spec: str | os.PathLike) -> Path:
     """Turn a dataset spec into a folder.
 
     - ``"market"``: ``$REID_AUG_MARKET_ROOT``, else ``../shared/datasets/market1501`` (relative to the cwd).
-    - ``"synthetic"``: the default synthetic dataset under ``$REID_AUG_CACHE`` (built on first use).
+    - ``"toy"`` (also ``"synthetic"``, its old name): the toy dataset under ``$REID_AUG_CACHE`` (built on first use).
     - anything else: a path, which must exist.
     """
     if isinstance(spec, str) and spec == "market":
@@ -85,15 +93,14 @@ def resolve_dataset_root(spec: str | os.PathLike) -> Path:
         if DEFAULT_MARKET_ROOT.is_dir():
             return DEFAULT_MARKET_ROOT.resolve()
         raise DatasetError(f"Market-1501 not found: set REID_AUG_MARKET_ROOT to the folder holding {MARKET_SUBDIR}/ "
-                           f"(and annotations/), or pass the dataset folder as a path "
-                           f"(looked for {DEFAULT_MARKET_ROOT.resolve()})")
-    if isinstance(spec, str) and spec == "synthetic":
-        from reid_aug.dataset.synthetic import ensure_synthetic
+                           f"(and annotations/), or pass the dataset folder as a path")
+    if is_toy_spec(spec):
+        from reid_aug.toyset.render import ensure_toy
 
-        return Path(ensure_synthetic())
+        return Path(ensure_toy())
     root = Path(spec).expanduser()
     if not root.is_dir():
-        raise DatasetError(f"dataset folder {root} does not exist; pass 'market', 'synthetic' or a folder in the "
+        raise DatasetError(f"dataset folder {root} does not exist; pass 'market', 'toy' or a folder in the "
                            f"Market-1501 layout")
     return root
 

@@ -24,13 +24,12 @@ previous complete checkpoint.
 from __future__ import annotations
 
 import logging
-import random
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from reid_aug.errors import CheckpointError
+from reid_aug.runtime import get_rng_state, set_rng_state  # noqa: F401 - re-exported
 from reid_aug.utils.io import atomic_torch_save
 
 log = logging.getLogger(__name__)
@@ -63,36 +62,6 @@ def checkpoint_path(path: str | Path) -> Path:
     """A run folder -> its ``checkpoint.pt``; a file path is kept."""
     path = Path(path)
     return path / CHECKPOINT_NAME if path.is_dir() else path
-
-
-# --------------------------------------------------------------------------- RNG states
-def get_rng_state() -> dict:
-    """All global RNG states as tensors/ints/floats (``weights_only``-loadable)."""
-    version, mt, gauss = random.getstate()
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    state = {
-        "python": {"version": int(version), "state": torch.tensor(mt, dtype=torch.int64),
-                   "gauss": None if gauss is None else float(gauss)},
-        "numpy": {"name": str(np_name), "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
-                  "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
-        "torch": torch.get_rng_state(),
-        "cuda": [],
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = list(torch.cuda.get_rng_state_all())
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    py = state["python"]
-    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
-    npst = state["numpy"]
-    np.random.set_state((npst["name"], npst["keys"].numpy().astype(np.uint32), npst["pos"], npst["has_gauss"],
-                         npst["gauss"]))
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") and torch.cuda.is_available():
-        cuda_states = state["cuda"][: torch.cuda.device_count()]
-        torch.cuda.set_rng_state_all(cuda_states)
 
 
 # --------------------------------------------------------------------------- save / load

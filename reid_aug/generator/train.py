@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from reid_aug.config import ConfigError, load_config, resolve_recipe, save_config, to_dict
-from reid_aug.errors import CheckpointError, DatasetError, ReidAugError
+from reid_aug.errors import CheckpointError, DatasetError, ReidAugError, TrainingDivergedError, TrainingError
 from reid_aug.generator.checkpoint import (CHECKPOINT_NAME, build_networks, get_rng_state, load_checkpoint,
                                            save_checkpoint, set_rng_state)
 from reid_aug.generator.config import IDENTITY_FIELDS, PG2Config, config_differences
@@ -52,18 +52,12 @@ LOG_COLUMNS = ("stage", "step", "global_step", "loss", "l1", "mask_l1", "posemas
 StepHook = Callable[[str, int, dict], None]
 
 
-class TrainingError(ReidAugError, RuntimeError):
-    """A run that cannot start or continue as asked (e.g. a run folder that already holds a run)."""
-
-
-class TrainingDivergedError(TrainingError):
-    """A loss or weight became NaN/inf; the last good checkpoint is kept."""
-
-
 # --------------------------------------------------------------------------- config
 def default_recipe(dataset: str) -> str:
-    """``market`` -> ``pg2_market``, ``synthetic`` -> ``pg2_synthetic``, a folder -> ``pg2_market``."""
-    return f"pg2_{dataset}" if dataset in ("market", "synthetic") else "pg2_market"
+    """``market`` -> ``pg2_market``, ``toy`` -> ``pg2_toy``, a folder -> ``pg2_market``."""
+    from reid_aug.dataset import is_toy_spec
+
+    return "pg2_toy" if is_toy_spec(dataset) else "pg2_market"
 
 
 def resolve_training(dataset: str, recipe: str | Path | None = None, overrides=(),
@@ -781,7 +775,7 @@ def _write_run_files(cfg: PG2Config, dataset: str, run_dir: Path, data_info: dic
 
 def train_generator(cfg: PG2Config, dataset: str, out_dir: str | Path, resume: bool = False, dry_run: bool = False,
                     *, step_hook: StepHook | None = None) -> Path:
-    """Train PG² on ``dataset`` (market | synthetic | PATH) into the run folder ``out_dir``.
+    """Train PG² on ``dataset`` (market | toy | PATH) into the run folder ``out_dir``.
 
     ``resume`` continues from ``out_dir/checkpoint.pt`` (same config and pairs required);
     ``dry_run`` resolves everything, runs one forward pass on one batch and stops.

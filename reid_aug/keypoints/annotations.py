@@ -17,15 +17,11 @@ from typing import Mapping
 import numpy as np
 
 from reid_aug.keypoints.skeleton import MISSING, NUM_KEYPOINTS
-from reid_aug.errors import DatasetError
+from reid_aug.errors import AnnotationError, DatasetError  # noqa: F401 - AnnotationError re-exported
 from reid_aug.utils.io import atomic_write_text
 
 HEADER = "name:keypoints_y:keypoints_x"
 _ROW = re.compile(r"^(?P<name>[^:]+):\s*\[(?P<y>[^\]]*)\]:\s*\[(?P<x>[^\]]*)\]\s*$")
-
-
-class AnnotationError(DatasetError):
-    """A malformed annotation file; the message names the file and line."""
 
 
 def _parse_list(text: str, path, lineno: int, what: str) -> list[int]:

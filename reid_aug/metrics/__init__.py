@@ -3,11 +3,7 @@ and the ``evaluate-generator`` driver.
 
 Submodules are imported lazily by their users so that ``import reid_aug.metrics`` stays light.
 """
-from reid_aug.errors import ReidAugError
-
-
-class MetricsError(ReidAugError, ValueError):
-    """Inputs a metric cannot be computed on (wrong dtype, shapes, an unusable run folder)."""
+from reid_aug.errors import MetricsError
 
 
 __all__ = ["MetricsError"]

@@ -84,10 +84,10 @@ def _dataset_spec_of_run(run_dir: Path, gen) -> str:
         except json.JSONDecodeError:
             pass
     for c in candidates:
-        if c in ("market", "synthetic") or Path(c).is_dir():
+        if c in ("market", "toy", "synthetic") or Path(c).is_dir():
             return c
     raise MetricsError(f"cannot tell which dataset {run_dir} was trained on (tried {candidates or 'nothing'}); "
-                       f"pass --dataset market|synthetic|PATH")
+                       f"pass --dataset market|toy|PATH")
 
 
 def _default_device(device) -> torch.device:
@@ -117,7 +117,7 @@ class _IdentityRetrieval:
     """Nearest real gallery image by a Re-ID model's features; correct if it has the source identity."""
 
     def __init__(self, reid_model: Path, index, device: torch.device, batch_size: int):
-        from reid_aug.reid.benchmark import extract_features, load_reid_model
+        from reid_aug.reid.models import extract_features, load_reid_model
         from reid_aug.reid.data import test_transform
 
         self.model, self.cfg = load_reid_model(reid_model, device)
@@ -169,7 +169,7 @@ def evaluate_generator(run_dir, dataset=None, pairs_csv=None, inception_weights=
     ``benchmark`` and the demo read) and to ``run_dir/eval-<stage>/`` for an earlier stage, so that evaluating
     G1 of a two-stage run (an ablation row, or a check that stage II helped) never overwrites the G2 records.
 
-    dataset: market | synthetic | PATH (default: the one the run trained on). pairs_csv: a ``from,to`` file
+    dataset: market | toy | PATH (default: the one the run trained on). pairs_csv: a ``from,to`` file
     (default: the dataset's ``*pairs-test.csv``, else seeded sampling). inception_weights: the TF-2015 Inception
     file (default: the torch hub cache; absent -> IS fields null with the reason). protocol: ``defgan`` | ``pg2``
     (the value shown as ``ssim``; both are recorded). stage: ``g1`` | ``g2`` (default: the last trained).

@@ -59,7 +59,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reid_aug.errors import CheckpointError, DatasetError, ReidAugError
+from reid_aug.errors import CheckpointError, DatasetError, ReidAugError, SynthesisError
 from reid_aug.keypoints import MISSING
 from reid_aug.synthesis.posebank import (
     SALT_SOURCES,
@@ -88,10 +88,6 @@ MARKET_NAME = re.compile(r"^(?P<pid>-1|\d{4})_c(?P<cam>\d)s(?P<seq>\d)_(?P<frame
 TORCHREID_MARKET_PATTERN = re.compile(r"([-\d]+)_c(\d)")
 _SHARD_MANIFEST = re.compile(r"^manifest\.shard-(\d+)-of-(\d+)\.csv$")
 _IMAGE_EXT = re.compile(r"(\.(jpe?g|png))+$", re.IGNORECASE)
-
-
-class SynthesisError(ReidAugError, ValueError):
-    """A synthesis folder or option that cannot be used; the message says what to do."""
 
 
 # --------------------------------------------------------------------------- names

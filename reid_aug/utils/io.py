@@ -73,3 +73,32 @@ def sha256_lines(lines) -> str:
         h.update(str(line).encode("utf-8"))
         h.update(b"\n")
     return h.hexdigest()
+
+
+def atomic_create_text(path: str | Path, text: str) -> bool:
+    """Write ``path`` atomically only if it does not exist yet (the first of several writers wins).
+
+    Returns True if this call created the file, False if it was already there (left untouched).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, staged = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(staged, 0o666 & ~_UMASK)
+        try:
+            os.link(staged, path)               # atomic create-if-absent
+            return True
+        except FileExistsError:
+            return False
+        except OSError:                         # a file system without hard links
+            if path.exists():
+                return False
+            os.replace(staged, path)
+            return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staged)

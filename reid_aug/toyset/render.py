@@ -1,6 +1,6 @@
 """The embedded default dataset: procedurally drawn pedestrians in the Market-1501 layout.
 
-``make_synthetic(out)`` writes exactly what a Market-1501 download plus the pose-transfer
+``make_toy(out)`` writes exactly what a Market-1501 download plus the pose-transfer
 annotations look like, so every later command runs on it through the same code path as on
 real data::
 
@@ -9,12 +9,12 @@ real data::
       bounding_box_test/   gallery: test identities + junk (-1_...) + distractors (0000_...)
       query/               one image per test identity per camera, for a random subset of
                            the cameras that identity's gallery images come from (as in Market)
-      annotations/synthetic-annotation-train.csv   18 keypoints per image, (y, x), -1 = missing
-      annotations/synthetic-annotation-test.csv    bounding_box_test + query images
-      annotations/synthetic-pairs-test.csv         ``from,to`` same-identity gallery pairs whose
+      annotations/toy-annotation-train.csv   18 keypoints per image, (y, x), -1 = missing
+      annotations/toy-annotation-test.csv    bounding_box_test + query images
+      annotations/toy-pairs-test.csv         ``from,to`` same-identity gallery pairs whose
                                                    two poses both have shoulders and hips
       contact_sheet.png    samples with their keypoints and skeleton drawn
-      synthetic.json       the parameters (a folder with it is complete: it is renamed into
+      toy.json       the parameters (a folder with it is complete: it is renamed into
                            place only once everything is written)
 
 What is drawn
@@ -67,7 +67,7 @@ minutes on 2 CPU cores)
   10-15 % of the queries across cameras (chance: 0.7 %); on the same colours measured on the
   person's pixels only it reaches ~70 %, so the identities are distinguishable, but
   backgrounds, camera lighting, viewpoints and look-alike clothes get in the way (see
-  ``tests/test_synthetic.py``). For comparison the same matcher gets 6 % on Market-1501
+  ``tests/test_toyset.py``). For comparison the same matcher gets 6 % on Market-1501
   with 750 gallery identities.
 
 Person ids lie in 1..n_train_ids+n_test_ids, shuffled between the splits (as in Market, train
@@ -91,7 +91,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageDraw
 
-from reid_aug.errors import DatasetError
+from reid_aug.errors import DatasetError, StaleToyError
 from reid_aug.keypoints.annotations import write_annotations
 from reid_aug.keypoints.skeleton import KP, LIMBS, MISSING, NUM_KEYPOINTS, TORSO_JOINTS
 from reid_aug.utils.io import atomic_path, atomic_write_text
@@ -100,7 +100,7 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 # Bumped whenever the drawing code changes what a seed produces: a folder drawn by another
-# revision is never reused as if it were this one (ensure_synthetic rebuilds its cache).
+# revision is never reused as if it were this one (ensure_toy rebuilds its cache).
 DRAWING_REVISION = 2
 DEFAULT_N_TRAIN_IDS = 150
 DEFAULT_N_TEST_IDS = 150
@@ -109,14 +109,14 @@ DEFAULT_GALLERY_PER_ID = 6
 DEFAULT_N_TEST_PAIRS = 1000
 NUM_CAMERAS = 6
 VIEWS = ("front", "back", "right", "left")
-MARKER_FILE = "synthetic.json"
+MARKER_FILE = "toy.json"
 
 # ----------------------------------------------------------------------------- parameters
 
 
 @dataclass(frozen=True)
-class SyntheticParams:
-    """Everything that determines the dataset; stored in ``synthetic.json``."""
+class ToyParams:
+    """Everything that determines the dataset; stored in ``toy.json``."""
 
     seed: int = 0
     n_train_ids: int = DEFAULT_N_TRAIN_IDS
@@ -133,7 +133,7 @@ class SyntheticParams:
 
     def validate(self) -> None:
         def bad(msg: str) -> DatasetError:
-            return DatasetError(f"synthetic dataset parameters: {msg}")
+            return DatasetError(f"toy dataset parameters: {msg}")
 
         if self.n_train_ids < 1 or self.n_test_ids < 1:
             raise bad(f"need at least 1 train and 1 test identity (got {self.n_train_ids}, {self.n_test_ids})")
@@ -878,7 +878,7 @@ class ImageRecord:
     kind: str           # normal | junk | distractor
 
 
-def plan_dataset(params: SyntheticParams) -> tuple[list[ImageRecord], dict[int, Person]]:
+def plan_dataset(params: ToyParams) -> tuple[list[ImageRecord], dict[int, Person]]:
     """All images (names, identities, cameras) and the identities' appearance."""
     params.validate()
     rng = np.random.default_rng(np.random.SeedSequence([params.seed, 0x5EED]))
@@ -932,7 +932,7 @@ def plan_dataset(params: SyntheticParams) -> tuple[list[ImageRecord], dict[int, 
     return records, persons
 
 
-def iter_samples(params: SyntheticParams, with_background: bool = False,
+def iter_samples(params: ToyParams, with_background: bool = False,
                  records: list[ImageRecord] | None = None) -> Iterator[tuple[ImageRecord, Rendered]]:
     """Draw every planned image (or the given subset of the plan) in memory, in plan order."""
     plan, persons = plan_dataset(params)
@@ -1004,10 +1004,6 @@ def draw_contact_sheet(samples: list[tuple[str, np.ndarray, np.ndarray]], path: 
         sheet.save(tmp, format="PNG")
 
 
-class StaleSyntheticError(DatasetError):
-    """A synthetic dataset of the same parameters drawn by another revision of the generator."""
-
-
 def _marker_of(out: Path) -> dict | None:
     try:
         info = json.loads((out / MARKER_FILE).read_text())
@@ -1016,7 +1012,7 @@ def _marker_of(out: Path) -> dict | None:
     return info if isinstance(info, dict) and "params" in info else None
 
 
-def _check_existing(out: Path, params: SyntheticParams) -> bool:
+def _check_existing(out: Path, params: ToyParams) -> bool:
     """True if ``out`` already holds this dataset; False if it is absent or an empty folder."""
     if not out.exists():
         return False
@@ -1029,13 +1025,13 @@ def _check_existing(out: Path, params: SyntheticParams) -> bool:
     if found == dataclasses.asdict(params):
         if info.get("revision") == DRAWING_REVISION:
             return True
-        raise StaleSyntheticError(f"{out} holds a synthetic dataset drawn by another revision of the generator "
+        raise StaleToyError(f"{out} holds a toy dataset drawn by another revision of the generator "
                                   f"({info.get('revision', 1)}, this is {DRAWING_REVISION}); delete that folder "
                                   f"to rebuild it")
     if found is not None:
-        raise DatasetError(f"{out} holds a synthetic dataset made with other parameters ({found}); "
+        raise DatasetError(f"{out} holds a toy dataset made with other parameters ({found}); "
                            f"choose another --out or delete that folder to rebuild it")
-    raise DatasetError(f"{out} exists and is not a synthetic dataset made by reid-aug (no {MARKER_FILE}); "
+    raise DatasetError(f"{out} exists and is not a toy dataset made by reid-aug (no {MARKER_FILE}); "
                        f"choose another --out or empty that folder")
 
 
@@ -1062,12 +1058,12 @@ def _remove_stale_partials(out: Path) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
-def make_synthetic(out: str | Path, seed: int = 0, n_train_ids: int = DEFAULT_N_TRAIN_IDS,
+def make_toy(out: str | Path, seed: int = 0, n_train_ids: int = DEFAULT_N_TRAIN_IDS,
                    n_test_ids: int = DEFAULT_N_TEST_IDS, images_per_id: int = DEFAULT_IMAGES_PER_ID,
                    height: int = 128, width: int = 64, gallery_per_id: int = DEFAULT_GALLERY_PER_ID,
                    junk_frac: float = 0.1, distractor_frac: float = 0.1, n_test_pairs: int = DEFAULT_N_TEST_PAIRS,
                    jpeg_quality: int = 90, contact_sheet_ids: int = 6) -> Path:
-    """Write the synthetic dataset into ``out`` (see the module docstring) and return ``out``.
+    """Write the toy dataset into ``out`` (see the module docstring) and return ``out``.
 
     The dataset is built in a temp folder beside ``out`` and renamed into place at the end,
     so an interrupted run leaves nothing half-made. If ``out`` already holds the dataset of
@@ -1078,7 +1074,7 @@ def make_synthetic(out: str | Path, seed: int = 0, n_train_ids: int = DEFAULT_N_
     from tqdm import tqdm
 
     out = Path(out)
-    params = SyntheticParams(seed=seed, n_train_ids=n_train_ids, n_test_ids=n_test_ids, images_per_id=images_per_id,
+    params = ToyParams(seed=seed, n_train_ids=n_train_ids, n_test_ids=n_test_ids, images_per_id=images_per_id,
                              gallery_per_id=gallery_per_id, height=height, width=width, junk_frac=junk_frac,
                              distractor_frac=distractor_frac, n_test_pairs=n_test_pairs, jpeg_quality=jpeg_quality)
     params.validate()
@@ -1086,7 +1082,7 @@ def make_synthetic(out: str | Path, seed: int = 0, n_train_ids: int = DEFAULT_N_
         log.warning("%d identities: person ids above 1501 trip torchreid's own Market1501 class "
                     "(reid-aug's reader takes them)", n_train_ids + n_test_ids)
     if _check_existing(out, params):
-        log.info("synthetic dataset already complete at %s", out)
+        log.info("toy dataset already complete at %s", out)
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(out)
@@ -1102,7 +1098,7 @@ def make_synthetic(out: str | Path, seed: int = 0, n_train_ids: int = DEFAULT_N_
         sheet: list[tuple[str, np.ndarray, np.ndarray]] = []
         sheet_pids: list[int] = []
         extra: dict[str, list] = {"gallery": [], "query": [], "junk": [], "distractor": []}
-        bar = tqdm(iter_samples(params), total=len(records), desc="synthetic dataset", unit="img", disable=None)
+        bar = tqdm(iter_samples(params), total=len(records), desc="toy dataset", unit="img", disable=None)
         for rec, r in bar:
             (tmp / rec.folder / rec.name).write_bytes(_jpeg_bytes(r.image, params.jpeg_quality))
             (ann_train if rec.split == "train" else ann_test)[rec.name] = r.keypoints
@@ -1119,16 +1115,16 @@ def make_synthetic(out: str | Path, seed: int = 0, n_train_ids: int = DEFAULT_N_
                 if len(group) < 2:
                     label = rec.kind if rec.kind != "normal" else rec.split
                     group.append((f"{label} c{rec.camid} {view}", r.image, r.keypoints))
-        write_annotations(tmp / "annotations" / "synthetic-annotation-train.csv", ann_train)
-        write_annotations(tmp / "annotations" / "synthetic-annotation-test.csv", ann_test)
+        write_annotations(tmp / "annotations" / "toy-annotation-train.csv", ann_train)
+        write_annotations(tmp / "annotations" / "toy-annotation-test.csv", ann_test)
         pairs = sample_test_pairs(gallery, params.n_test_pairs, params.seed)
-        atomic_write_text(tmp / "annotations" / "synthetic-pairs-test.csv",
+        atomic_write_text(tmp / "annotations" / "toy-pairs-test.csv",
                           "from,to\n" + "".join(f"{a},{b}\n" for a, b in pairs))
         draw_contact_sheet(sheet + [e for g in extra.values() for e in g], tmp / "contact_sheet.png")
         counts = {f: sum(1 for r in records if r.folder == f)
                   for f in ("bounding_box_train", "bounding_box_test", "query")}
         counts["test_pairs"] = len(pairs)
-        atomic_write_text(tmp / MARKER_FILE, json.dumps({"format": "reid-aug synthetic pedestrians",
+        atomic_write_text(tmp / MARKER_FILE, json.dumps({"format": "reid-aug toy pedestrians",
                                                          "revision": DRAWING_REVISION,
                                                          "params": dataclasses.asdict(params),
                                                          "counts": counts}, indent=2) + "\n")
@@ -1144,7 +1140,7 @@ def make_synthetic(out: str | Path, seed: int = 0, n_train_ids: int = DEFAULT_N_
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("synthetic dataset written to %s: %s", out, counts)
+    log.info("toy dataset written to %s: %s", out, counts)
     return out
 
 
@@ -1152,14 +1148,14 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("REID_AUG_CACHE") or Path.home() / ".cache" / "reid-aug")
 
 
-def ensure_synthetic(cache_dir: str | Path | None = None, seed: int = 0) -> Path:
-    """The default synthetic dataset under ``cache_dir`` (default ``$REID_AUG_CACHE`` or
-    ``~/.cache/reid-aug``) as ``synthetic-v1-seed{seed}``, built on first use."""
+def ensure_toy(cache_dir: str | Path | None = None, seed: int = 0) -> Path:
+    """The default toy dataset under ``cache_dir`` (default ``$REID_AUG_CACHE`` or
+    ``~/.cache/reid-aug``) as ``toy-v1-seed{seed}``, built on first use."""
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    out = root / f"synthetic-v{FORMAT_VERSION}-seed{seed}"
+    out = root / f"toy-v{FORMAT_VERSION}-seed{seed}"
     try:
-        return make_synthetic(out, seed=seed)
-    except StaleSyntheticError:
+        return make_toy(out, seed=seed)
+    except StaleToyError:
         # Our own cache, drawn by an older revision: move it aside, then rebuild. A process
         # racing us may have moved it already (FileNotFoundError) or rebuilt it.
         aside = out.parent / f".{out.name}.stale-{os.getpid()}"
@@ -1170,4 +1166,4 @@ def ensure_synthetic(cache_dir: str | Path | None = None, seed: int = 0) -> Path
             pass
         else:
             shutil.rmtree(aside, ignore_errors=True)
-        return make_synthetic(out, seed=seed)
+        return make_toy(out, seed=seed)

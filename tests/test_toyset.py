@@ -1,4 +1,4 @@
-"""The built-in synthetic pedestrian dataset (reid_aug.dataset.synthetic)."""
+"""The built-in toy pedestrian dataset (reid_aug.toyset.render)."""
 from __future__ import annotations
 
 import csv
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reid_aug.dataset import synthetic as syn
-from reid_aug.dataset.synthetic import SyntheticParams, ensure_synthetic, iter_samples, make_synthetic, plan_dataset
+from reid_aug.toyset import render as syn
+from reid_aug.toyset.render import ToyParams, ensure_toy, iter_samples, make_toy, plan_dataset
 from reid_aug.errors import DatasetError
 from reid_aug.keypoints.annotations import read_annotations
 from reid_aug.keypoints.skeleton import KP, MISSING, TORSO_JOINTS
@@ -29,8 +29,8 @@ def _tree_digest(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def _params(root: Path) -> SyntheticParams:
-    return SyntheticParams(**json.loads((root / "synthetic.json").read_text())["params"])
+def _params(root: Path) -> ToyParams:
+    return ToyParams(**json.loads((root / "toy.json").read_text())["params"])
 
 
 def _names(root: Path, folder: str) -> list[str]:
@@ -39,7 +39,7 @@ def _names(root: Path, folder: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> Path:
-    return make_synthetic(tmp_path_factory.mktemp("syn") / "small", seed=0, **SMALL)
+    return make_toy(tmp_path_factory.mktemp("syn") / "small", seed=0, **SMALL)
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +52,14 @@ def small_samples(small):
 
 
 def test_same_seed_gives_identical_bytes_and_other_seed_differs(small, tmp_path):
-    again = make_synthetic(tmp_path / "again", seed=0, **SMALL)
+    again = make_toy(tmp_path / "again", seed=0, **SMALL)
     digest = _tree_digest(small)
     assert digest == _tree_digest(again)
-    assert any(k.endswith(".jpg") for k in digest) and "annotations/synthetic-annotation-test.csv" in digest
+    assert any(k.endswith(".jpg") for k in digest) and "annotations/toy-annotation-test.csv" in digest
 
-    other = make_synthetic(tmp_path / "other", seed=1, **SMALL)
+    other = make_toy(tmp_path / "other", seed=1, **SMALL)
     d1 = _tree_digest(other)
-    assert d1["annotations/synthetic-annotation-train.csv"] != digest["annotations/synthetic-annotation-train.csv"]
+    assert d1["annotations/toy-annotation-train.csv"] != digest["annotations/toy-annotation-train.csv"]
     jpg0 = [v for k, v in digest.items() if k.endswith(".jpg")]
     jpg1 = [v for k, v in d1.items() if k.endswith(".jpg")]
     assert not set(jpg0) & set(jpg1)
@@ -85,14 +85,11 @@ def test_layout_names_and_market_protocol(small):
         parsed[folder] = rows
         all_names += [r[0] for r in rows]
     assert len(all_names) == len(set(all_names))
-    try:
-        from reid_aug.dataset.market import parse_market_name
-    except ImportError:  # pragma: no cover - the reader is written in parallel
-        parse_market_name = None
-    if parse_market_name is not None:
-        for rows in parsed.values():
-            for n, pid, cam in rows:
-                assert parse_market_name(n) == (pid, cam)
+    from reid_aug.dataset.market import parse_market_name
+
+    for rows in parsed.values():
+        for n, pid, cam in rows:
+            assert parse_market_name(n) == (pid, cam)
 
     train, gallery, query = parsed["bounding_box_train"], parsed["bounding_box_test"], parsed["query"]
     assert len(train) == p.n_train_ids * p.images_per_id
@@ -135,9 +132,9 @@ def test_images_are_128x64_rgb_jpegs(small):
 
 
 def test_other_image_size(tmp_path):
-    out = make_synthetic(tmp_path / "big", seed=3, n_train_ids=2, n_test_ids=2, images_per_id=2, gallery_per_id=2,
+    out = make_toy(tmp_path / "big", seed=3, n_train_ids=2, n_test_ids=2, images_per_id=2, gallery_per_id=2,
                          height=160, width=80)
-    kps = read_annotations(out / "annotations" / "synthetic-annotation-train.csv", height=160, width=80)
+    kps = read_annotations(out / "annotations" / "toy-annotation-train.csv", height=160, width=80)
     n = _names(out, "bounding_box_train")[0]
     with Image.open(out / "bounding_box_train" / n) as im:
         assert im.size == (80, 160)
@@ -148,8 +145,8 @@ def test_other_image_size(tmp_path):
 
 
 def test_annotations_round_trip_exactly(small, small_samples):
-    train = read_annotations(small / "annotations" / "synthetic-annotation-train.csv")
-    test = read_annotations(small / "annotations" / "synthetic-annotation-test.csv")
+    train = read_annotations(small / "annotations" / "toy-annotation-train.csv")
+    test = read_annotations(small / "annotations" / "toy-annotation-test.csv")
     assert set(train) == set(_names(small, "bounding_box_train"))
     assert set(test) == set(_names(small, "bounding_box_test")) | set(_names(small, "query"))
     assert len(small_samples) == len(train) + len(test)
@@ -235,11 +232,11 @@ def test_single_drawings_known_answers():
 
 
 def test_test_pairs_are_same_identity_torso_complete_gallery_pairs(small):
-    with open(small / "annotations" / "synthetic-pairs-test.csv") as f:
+    with open(small / "annotations" / "toy-pairs-test.csv") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["from", "to"]
     pairs = [tuple(r) for r in rows[1:]]
-    ann = read_annotations(small / "annotations" / "synthetic-annotation-test.csv")
+    ann = read_annotations(small / "annotations" / "toy-annotation-test.csv")
     gallery = set(_names(small, "bounding_box_test"))
     assert len(pairs) == len(set(pairs)) == SMALL["n_test_pairs"]
     for a, b in pairs:
@@ -262,28 +259,28 @@ def test_contact_sheet_is_a_real_picture(small):
 def test_existing_outputs(small, tmp_path):
     # Same parameters: returned untouched.
     before = {p: p.stat().st_mtime_ns for p in small.rglob("*")}
-    assert make_synthetic(small, seed=0, **SMALL) == small
+    assert make_toy(small, seed=0, **SMALL) == small
     assert before == {p: p.stat().st_mtime_ns for p in small.rglob("*")}
     # Other parameters or foreign content: a clear error, nothing touched.
     with pytest.raises(DatasetError, match="other parameters"):
-        make_synthetic(small, seed=1, **SMALL)
+        make_toy(small, seed=1, **SMALL)
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    with pytest.raises(DatasetError, match="not a synthetic dataset"):
-        make_synthetic(foreign, seed=0, **SMALL)
+    with pytest.raises(DatasetError, match="not a toy dataset"):
+        make_toy(foreign, seed=0, **SMALL)
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
     a_file = tmp_path / "file"
     a_file.write_text("x")
     with pytest.raises(DatasetError, match="not a folder"):
-        make_synthetic(a_file, **SMALL)
+        make_toy(a_file, **SMALL)
     # An existing empty folder is filled.
     empty = tmp_path / "empty"
     empty.mkdir()
-    make_synthetic(empty, seed=0, n_train_ids=2, n_test_ids=2, images_per_id=2, gallery_per_id=2)
-    assert (empty / "synthetic.json").is_file()
+    make_toy(empty, seed=0, n_train_ids=2, n_test_ids=2, images_per_id=2, gallery_per_id=2)
+    assert (empty / "toy.json").is_file()
     with pytest.raises(DatasetError, match="images_per_id"):
-        make_synthetic(tmp_path / "bad", images_per_id=1)
+        make_toy(tmp_path / "bad", images_per_id=1)
 
 
 def test_interrupted_build_leaves_nothing(tmp_path, monkeypatch):
@@ -298,13 +295,13 @@ def test_interrupted_build_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(syn, "render", failing_render)
     with pytest.raises(KeyboardInterrupt):
-        make_synthetic(tmp_path / "out", **SMALL)
+        make_toy(tmp_path / "out", **SMALL)
     assert list(tmp_path.iterdir()) == []
     # A temp folder left by a killed process (its pid is gone) is cleaned up by the next build.
     monkeypatch.setattr(syn, "render", real_render)
     stale = tmp_path / ".out.partial-999999999-abc"
     (stale / "query").mkdir(parents=True)
-    make_synthetic(tmp_path / "out", n_train_ids=2, n_test_ids=2, images_per_id=2, gallery_per_id=2)
+    make_toy(tmp_path / "out", n_train_ids=2, n_test_ids=2, images_per_id=2, gallery_per_id=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
@@ -319,7 +316,7 @@ def test_losing_a_race_discards_its_copy(small, monkeypatch):
 
     monkeypatch.setattr(syn, "_check_existing", check)
     before = _tree_digest(small)
-    assert make_synthetic(small, seed=0, **SMALL) == small
+    assert make_toy(small, seed=0, **SMALL) == small
     assert seen["n"] == 2
     assert _tree_digest(small) == before
     assert sorted(p.name for p in small.parent.iterdir()) == [small.name]
@@ -330,17 +327,17 @@ def test_stale_revision(tmp_path, monkeypatch):
     import functools
 
     tiny = dict(n_train_ids=2, n_test_ids=2, images_per_id=2, gallery_per_id=2)
-    monkeypatch.setattr(syn, "make_synthetic", functools.partial(make_synthetic, **tiny))
-    root = ensure_synthetic(cache_dir=tmp_path, seed=4)
+    monkeypatch.setattr(syn, "make_toy", functools.partial(make_toy, **tiny))
+    root = ensure_toy(cache_dir=tmp_path, seed=4)
     assert root.stat().st_mode & 0o044 == 0o044          # readable by others, unlike a mkdtemp folder
-    marker = root / "synthetic.json"
+    marker = root / "toy.json"
     info = json.loads(marker.read_text())
     assert info["revision"] == syn.DRAWING_REVISION
     info["revision"] = syn.DRAWING_REVISION - 1
     marker.write_text(json.dumps(info))
-    with pytest.raises(syn.StaleSyntheticError, match="another revision"):
-        make_synthetic(root, seed=4, **tiny)
-    assert ensure_synthetic(cache_dir=tmp_path, seed=4) == root   # the cache is rebuilt
+    with pytest.raises(syn.StaleToyError, match="another revision"):
+        make_toy(root, seed=4, **tiny)
+    assert ensure_toy(cache_dir=tmp_path, seed=4) == root   # the cache is rebuilt
     assert json.loads(marker.read_text())["revision"] == syn.DRAWING_REVISION
     assert sorted(p.name for p in tmp_path.iterdir()) == [root.name]
 
@@ -377,16 +374,16 @@ def mean_colour_rank1(root: Path) -> tuple[float, float]:
 
 def test_default_dataset_via_cache_is_a_fair_reid_problem(tmp_path, monkeypatch):
     monkeypatch.setenv("REID_AUG_CACHE", str(tmp_path / "cache"))
-    root = ensure_synthetic(seed=0)
-    assert root == tmp_path / "cache" / "synthetic-v1-seed0"
-    info = json.loads((root / "synthetic.json").read_text())
-    assert info["params"] == dataclasses.asdict(SyntheticParams())
+    root = ensure_toy(seed=0)
+    assert root == tmp_path / "cache" / "toy-v1-seed0"
+    info = json.loads((root / "toy.json").read_text())
+    assert info["params"] == dataclasses.asdict(ToyParams())
     counts = info["counts"]
     assert counts["bounding_box_train"] == syn.DEFAULT_N_TRAIN_IDS * syn.DEFAULT_IMAGES_PER_ID
     assert 1500 <= sum(counts[k] for k in ("bounding_box_train", "bounding_box_test", "query")) <= 3000
     assert counts["test_pairs"] == syn.DEFAULT_N_TEST_PAIRS
-    mtime = (root / "synthetic.json").stat().st_mtime_ns
-    assert ensure_synthetic(seed=0) == root and (root / "synthetic.json").stat().st_mtime_ns == mtime
+    mtime = (root / "toy.json").stat().st_mtime_ns
+    assert ensure_toy(seed=0) == root and (root / "toy.json").stat().st_mtime_ns == mtime
 
     # Identities can be told apart from colours, but far from perfectly: backgrounds, lighting,
     # viewpoints and look-alike identities get in the way. Measured: about 0.10-0.15 (chance 0.007).
@@ -396,22 +393,20 @@ def test_default_dataset_via_cache_is_a_fair_reid_problem(tmp_path, monkeypatch)
     assert rank1 < 0.5
 
     # The dataset goes through the Market reader like real data.
-    try:
-        from reid_aug.dataset.market import load_dataset
-    except ImportError:  # pragma: no cover
-        return
+    from reid_aug.dataset.market import load_dataset
+
     index = load_dataset(root)
     t = index.table
     assert t["has_pose"].all()
     assert set(t[t["split"] == "gallery"]["kind"]) == {"normal", "junk", "distractor"}
-    assert index.test_pairs_csv is not None and index.test_pairs_csv.name == "synthetic-pairs-test.csv"
-    train_ann = read_annotations(root / "annotations" / "synthetic-annotation-train.csv")
+    assert index.test_pairs_csv is not None and index.test_pairs_csv.name == "toy-pairs-test.csv"
+    train_ann = read_annotations(root / "annotations" / "toy-annotation-train.csv")
     for name in list(train_ann)[:50]:
         np.testing.assert_array_equal(index.keypoints[name], train_ann[name])
 
 
 def test_plan_is_cheap_and_matches_params():
-    params = SyntheticParams(seed=7, **SMALL)
+    params = ToyParams(seed=7, **SMALL)
     records, persons = plan_dataset(params)
     assert len(persons) == SMALL["n_train_ids"] + SMALL["n_test_ids"]
     assert [r.index for r in records] == list(range(len(records)))

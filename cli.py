@@ -117,36 +117,45 @@ def evaluate_generator_cmd(run_dir, dataset, pairs_csv, inception_weights, proto
 
 # --------------------------------------------------------------------------- synthesis
 @main.command("synthesize")
-@click.option("--run", "run_dir", type=click.Path(path_type=Path), default=None, help="Generator run folder.")
+@click.option("--run", "run_dir", type=click.Path(path_type=Path), default=None,
+              help="Generator run folder (default: the newest finished run under runs/).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help="Generator checkpoint file.")
-@click.option("--dataset", default="toy", show_default=True, help="market | toy | PATH")
-@click.option("--poses-per-id", "poses_per_id", default=10, show_default=True)
+@click.option("--dataset", default=None, help="market | toy | PATH (default: the one the generator was trained on).")
+@click.option("--poses-per-id", "poses_per_id", type=int, default=None, help="K images per identity (recipe: 10).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Output folder (default: RUN/synthesized-K).")
-@click.option("--strategy", type=click.Choice(["random", "diverse"]), default="random", show_default=True)
-@click.option("--seed", default=0, show_default=True)
-@click.option("--batch-size", default=64, show_default=True)
+@click.option("--strategy", default=None, help="Target poses: random | diverse (recipe: random).")
+@click.option("--seed", type=int, default=None, help="Seed of the plan (recipe: 0).")
+@click.option("--batch-size", type=int, default=None, help="Images per generator batch (recipe: 64).")
 @click.option("--shard", default=None, help="i/n: this process writes shard i of n (0-based).")
-@click.option("--stage", type=click.Choice(["g1", "g2"]), default=None, help="Default: the last trained stage.")
-@click.option("--jpeg-quality", default=95, show_default=True)
-@click.option("--workers", default=2, show_default=True, help="Image encode/write workers.")
-@click.option("--device", default=None, help="cpu | cuda (default: cuda if available).")
+@click.option("--stage", default=None, help="g1 | g2 (default: the last trained stage).")
+@click.option("--jpeg-quality", type=int, default=None, help="JPEG quality 1..100 (recipe: 95).")
+@click.option("--workers", type=int, default=None, help="Image encode/write workers (recipe: 2).")
+@click.option("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available).")
+@click.option("--cross-dataset", is_flag=True, default=None,
+              help="The generator was trained on another dataset on purpose (no mismatch warning).")
+@click.option("--recipe", default=None, help="Recipe name or YAML file (default: synthesize).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Dotted override of the synthesis config, e.g. --set n_clusters=20 (repeatable).")
 @click.option("--verify", "verify_dir", type=click.Path(path_type=Path), default=None,
               help="Only check that DIR's manifest matches its files.")
 def synthesize_cmd(run_dir, checkpoint, dataset, poses_per_id, out_dir, strategy, seed, batch_size, shard, stage,
-                   jpeg_quality, workers, device, verify_dir):
+                   jpeg_quality, workers, device, cross_dataset, recipe, overrides, verify_dir):
     """Write K pose-transferred images per training identity (Market layout + manifest)."""
-    from reid_aug.synthesis.synthesize import SynthesisOptions, synthesize, verify_synthesis
+    from reid_aug.errors import SynthesisError
+    from reid_aug.synthesis.synthesize import load_synthesis_config, synthesize, verify_synthesis
 
     if verify_dir is not None:
         report = verify_synthesis(verify_dir)
         click.echo(report.summary())
         sys.exit(0 if report.ok else 1)
-    opts = SynthesisOptions.from_cli(run_dir=run_dir, checkpoint=checkpoint, dataset=dataset,
-                                     poses_per_id=poses_per_id, out_dir=out_dir, strategy=strategy, seed=seed,
-                                     batch_size=batch_size, shard=shard, stage=stage, jpeg_quality=jpeg_quality,
-                                     workers=workers, device=device)
-    summary = synthesize(opts)
+    if run_dir is not None and checkpoint is not None:
+        raise SynthesisError("pass one of --run RUN_DIR or --checkpoint FILE, not both")
+    cfg = load_synthesis_config(recipe, overrides, dict(
+        generator=run_dir or checkpoint, dataset=dataset, out=out_dir, poses_per_id=poses_per_id, strategy=strategy,
+        seed=seed, batch_size=batch_size, shard=shard, stage=stage, jpeg_quality=jpeg_quality, workers=workers,
+        device=device, cross_dataset=cross_dataset))
+    summary = synthesize(cfg)
     click.echo(f"{summary['written']} images written, {summary['skipped_existing']} already there -> {summary['out_dir']}")
 
 

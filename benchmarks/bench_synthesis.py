@@ -115,7 +115,7 @@ def main() -> None:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
 
-    from reid_aug.synthesis.synthesize import SynthesisOptions, synthesize
+    from reid_aug.synthesis.synthesize import SynthesisConfig, synthesize
 
     cuda = args.device.startswith("cuda")
     recipe = args.recipe or ("pg2_market" if cuda else "pg2_market_cpu")
@@ -139,9 +139,9 @@ def main() -> None:
                 subset_note = (f"subset: the first {max_ids} of {full_ids} identities (the full run would take "
                                f"~{projected / 60:.0f} min at the generator's own speed, over the "
                                f"{args.budget_s / 60:.0f}-min cap)")
-        opts = SynthesisOptions(generator=ckpt, out_dir=tmp / "out", dataset=args.dataset, poses_per_id=args.k,
-                                strategy=args.strategy, seed=0, batch_size=batch, workers=args.workers,
-                                loader_threads=args.loader_threads, device=args.device, max_identities=max_ids)
+        opts = SynthesisConfig(generator=str(ckpt), out=str(tmp / "out"), dataset=args.dataset, poses_per_id=args.k,
+                               strategy=args.strategy, seed=0, batch_size=batch, workers=args.workers,
+                               loader_threads=args.loader_threads, device=args.device, max_identities=max_ids)
         t0 = time.perf_counter()
         summary = synthesize(opts)
         wall = time.perf_counter() - t0

@@ -70,7 +70,7 @@ def run_demo(out_dir: str | Path = "reid-aug-demo", quick: bool = False, overrid
     from reid_aug.metrics.evaluate_generator import evaluate_generator
     from reid_aug.reid.benchmark import resolve_benchmark, run_benchmark
     from reid_aug.report.demo_report import write_demo_report
-    from reid_aug.synthesis.synthesize import SynthesisOptions, synthesize
+    from reid_aug.synthesis.synthesize import SynthesisConfig, synthesize
 
     cfg = demo_config(quick, overrides)
     out = Path(out_dir)
@@ -93,8 +93,8 @@ def run_demo(out_dir: str | Path = "reid-aug-demo", quick: bool = False, overrid
         run_dir, dataset=dataset, limit=cfg.eval_limit or None))
 
     synth_dir = out / "synthesized"
-    opts = SynthesisOptions(generator=run_dir, out_dir=synth_dir, dataset=dataset, poses_per_id=cfg.poses_per_id,
-                            strategy=cfg.strategy, seed=cfg.seed)
+    opts = SynthesisConfig(generator=str(run_dir), out=str(synth_dir), dataset=dataset, poses_per_id=cfg.poses_per_id,
+                           strategy=cfg.strategy, seed=cfg.seed)
     synth_summary = _step("synthesis", timings, lambda: synthesize(opts))
 
     reid_cfg = resolve_benchmark(recipe=cfg.reid_recipe, overrides=cfg.reid_overrides)

@@ -9,7 +9,7 @@ A generator run (``train-generator``)::
 
 A synthesized set (``synthesize``)::
 
-    SET/synthesis.json  manifest.csv  [manifest.shard-i-of-n.csv]  contact_sheet.png  bounding_box_train/*.jpg
+    SET/synthesis.json  config.yaml  manifest.csv  [manifest.shard-i-of-n.csv]  contact_sheet.png  bounding_box_train/*.jpg
 
 A benchmark folder (``benchmark``)::
 
@@ -132,6 +132,11 @@ class SynthesizedSet:
     def manifest(self) -> Path:
         return self.path / "manifest.csv"
 
+    @property
+    def config(self) -> Path:
+        """The resolved options of the last ``synthesize`` into this folder."""
+        return self.path / "config.yaml"
+
     def shard_manifest(self, i: int, n: int) -> Path:
         return self.path / f"manifest.shard-{i}-of-{n}.csv"
 
@@ -213,7 +218,8 @@ def finished_generator_runs(root: str | Path = RUNS_ROOT) -> list[Path]:
             complete = _checkpoint_complete(ckpt)
         if complete:
             out.append(run.path)
-    return _newest(out)
+    # by the checkpoint's time: a run folder's own mtime moves when a synthesized set is written into it
+    return sorted(out, key=lambda p: GeneratorRun(p).checkpoint.stat().st_mtime_ns, reverse=True)
 
 
 def _checkpoint_complete(ckpt: Path) -> bool:

@@ -1,4 +1,4 @@
-"""``reid-aug synthesize``: plan, names, resume, shards, verify, pose diversity, clear errors.
+"""``reid-aug synthesize``: plan, names, resume, shards, verify, generator/dataset choice, clear errors.
 
 A tiny untrained PG² generator is written through the generator's own checkpoint API
 (``build_networks`` + ``save_checkpoint``), so these tests do not depend on training.
@@ -20,7 +20,8 @@ K = 3
 BATCH = 6
 
 
-def _write_generator(path: Path, image_size=(128, 64), seed: int = 0) -> Path:
+def _write_generator(path: Path, image_size=(128, 64), seed: int = 0, dataset: dict | None = None,
+                     complete: bool = True) -> Path:
     import torch
 
     from reid_aug.config import to_dict
@@ -31,8 +32,8 @@ def _write_generator(path: Path, image_size=(128, 64), seed: int = 0) -> Path:
     cfg = PG2Config(model=ModelConfig(image_size=tuple(image_size), g1_width=8, g2_width=8, d_width=8, bottleneck=16))
     nets = build_networks(cfg.model, ("g1", "g2"))
     save_checkpoint({"config": to_dict(cfg), "models": {k: v.state_dict() for k, v in nets.items()},
-                     "stage_index": 2, "step": 0, "global_step": 0, "trained": ["g1", "g2"], "complete": True},
-                    path)
+                     "stage_index": 2, "step": 0, "global_step": 0, "trained": ["g1", "g2"], "complete": complete,
+                     **({"dataset": dataset} if dataset is not None else {})}, path)
     return path
 
 
@@ -49,12 +50,12 @@ def index(tiny_toy):
 
 
 def _opts(generator, out, dataset, **kw):
-    from reid_aug.synthesis.synthesize import SynthesisOptions
+    from reid_aug.synthesis.config import SynthesisConfig
 
-    base = dict(generator=generator, out_dir=out, dataset=str(dataset), poses_per_id=K, strategy="diverse", seed=0,
-                batch_size=BATCH, workers=2, loader_threads=1, device="cpu")
+    base = dict(generator=str(generator), out=str(out), dataset=str(dataset), poses_per_id=K, strategy="diverse",
+                seed=0, batch_size=BATCH, workers=2, loader_threads=1, device="cpu")
     base.update(kw)
-    return SynthesisOptions(**base)
+    return SynthesisConfig(**base)
 
 
 def _run(generator, out, dataset, on_batch=None, **kw):
@@ -82,7 +83,7 @@ def _copy_with_edited_poses(dataset: Path, dest: Path, edit) -> Path:
 
 
 def _manifest(out: Path) -> pd.DataFrame:
-    from reid_aug.synthesis.synthesize import read_manifest
+    from reid_aug.synthesis.folder import read_manifest
 
     return read_manifest(out / "manifest.csv")
 
@@ -156,7 +157,7 @@ def test_deterministic_for_a_seed(reference, tmp_path, generator_ckpt, tiny_toy)
     out, _ = reference
     _run(generator_ckpt, tmp_path / "again", tiny_toy)
     pd.testing.assert_frame_equal(_manifest(tmp_path / "again"), _manifest(out))
-    from reid_aug.synthesis.synthesize import build_plan
+    from reid_aug.synthesis.plan import build_plan
     from reid_aug.dataset.market import load_dataset
 
     idx = load_dataset(tiny_toy)
@@ -190,7 +191,7 @@ def test_kill_and_resume_gives_the_same_manifest(reference, tmp_path, generator_
     assert summary["written"] == len(_manifest(out_ref)) - len(partial)
     pd.testing.assert_frame_equal(_manifest(out), _manifest(out_ref))
     assert not list(img_dir.glob(".*.tmp"))
-    from reid_aug.synthesis.synthesize import verify_synthesis
+    from reid_aug.synthesis.verify import verify_synthesis
 
     assert verify_synthesis(out).ok
     # a finished run started again writes nothing
@@ -201,7 +202,7 @@ def test_verify_catches_deleted_extra_and_changed_files(reference, tmp_path):
     from click.testing import CliRunner
 
     import cli
-    from reid_aug.synthesis.synthesize import verify_synthesis
+    from reid_aug.synthesis.verify import verify_synthesis
 
     src, _ = reference
     out = tmp_path / "copy"
@@ -251,13 +252,13 @@ def test_generated_names_parse_with_torchreids_market_code(reference):
         assert parse_market_name(f) == (row["pid"], row["camid"])
 
 
-def test_synthetic_and_real_names_never_collide(reference, tiny_toy, request):
-    from reid_aug.synthesis.synthesize import (MARKET_NAME, SYNTH_NAME, parse_synthetic_name, source_stem,
-                                               synthetic_name)
+def test_synthesized_and_real_names_never_collide(reference, tiny_toy, request):
+    from reid_aug.synthesis.naming import (MARKET_NAME, SYNTHESIZED_NAME, parse_synthesized_name, source_stem,
+                                           synthesized_name)
 
     out, _ = reference
     generated = _manifest(out)["file"].tolist()
-    generated += [synthetic_name(p, c, k, s) for p, c, k, s in
+    generated += [synthesized_name(p, c, k, s) for p, c, k, s in
                   [(2, 1, 0, "0002_c1s1_000451_03.jpg"), (1488, 5, 123, "1488_c5s3_071737_01.jpg.jpg"),
                    (7, 6, 9, "0007_c6s4_001902_01.jpg")]]
     real = list(REAL_EXAMPLES)
@@ -268,19 +269,19 @@ def test_synthetic_and_real_names_never_collide(reference, tiny_toy, request):
         for d in ("bounding_box_train", "bounding_box_test", "query"):
             real += [n for n in os.listdir(Path(env, "Market-1501-v15.09.15", d)) if n.endswith(".jpg")]
     assert all(MARKET_NAME.match(n) for n in real), [n for n in real if not MARKET_NAME.match(n)][:3]
-    assert not any(SYNTH_NAME.match(n) for n in real)
+    assert not any(SYNTHESIZED_NAME.match(n) for n in real)
     assert not any(MARKET_NAME.match(n) for n in generated)
-    assert all(SYNTH_NAME.match(n) for n in generated)
+    assert all(SYNTHESIZED_NAME.match(n) for n in generated)
     assert not set(generated) & set(real)
-    assert parse_synthetic_name("1488_c5_g123_1488_c5s3_071737_01.jpg") == (1488, 5, 123, "1488_c5s3_071737_01")
+    assert parse_synthesized_name("1488_c5_g123_1488_c5s3_071737_01.jpg") == (1488, 5, 123, "1488_c5s3_071737_01")
     assert source_stem("1488_c5s3_071737_01.jpg.jpg") == "1488_c5s3_071737_01"
     with pytest.raises(ValueError):
-        parse_synthetic_name("0002_c1s1_000451_03.jpg")
+        parse_synthesized_name("0002_c1s1_000451_03.jpg")
 
 
 # --------------------------------------------------------------------------- shards
 def test_two_shards_equal_one_shard_and_merge(reference, tmp_path, generator_ckpt, tiny_toy):
-    from reid_aug.synthesis.synthesize import verify_synthesis
+    from reid_aug.synthesis.verify import verify_synthesis
 
     out_ref, _ = reference
     ref = _manifest(out_ref)
@@ -304,7 +305,8 @@ def test_two_shards_equal_one_shard_and_merge(reference, tmp_path, generator_ckp
 
 
 def test_torchrun_environment_selects_the_shard(monkeypatch):
-    from reid_aug.synthesis.synthesize import SynthesisError, parse_shard, shard_from_env
+    from reid_aug.errors import SynthesisError
+    from reid_aug.synthesis.config import parse_shard, shard_from_env
 
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "3")
@@ -317,82 +319,12 @@ def test_torchrun_environment_selects_the_shard(monkeypatch):
             parse_shard(bad)
 
 
-# --------------------------------------------------------------------------- pose bank
-def test_diverse_gives_more_pose_diversity_than_random(index):
-    from reid_aug.synthesis.posebank import PoseBank, assign_target_poses, pose_diversity_per_identity
-
-    bank = PoseBank.from_index(index)
-    pids = sorted(set(bank.pids.tolist()))
-    for k in (K, K + 1):
-        means = {}
-        for strategy in ("random", "diverse"):
-            per_seed = []
-            for seed in range(3):
-                a = assign_target_poses(bank, pids, k, strategy, seed=seed)
-                div = pose_diversity_per_identity({p: bank.keypoints[a.targets[p]] for p in pids})
-                per_seed.append(np.mean(list(div.values())))
-            means[strategy] = float(np.mean(per_seed))
-        assert means["diverse"] > means["random"], (k, means)
-    a = assign_target_poses(bank, pids, K, "diverse", seed=0)
-    b = assign_target_poses(bank, pids, K, "diverse", seed=0)
-    assert np.array_equal(a.labels, b.labels) and all(np.array_equal(a.targets[p], b.targets[p]) for p in pids)
-    for p in pids:
-        assert len(set(a.clusters[p].tolist())) == K                       # K different clusters
-        assert (a.labels[a.targets[p]] == a.clusters[p]).all()
-        assert (bank.pids[a.targets[p]] != p).all()
-        assert len(set(a.targets[p].tolist())) == K
-
-
-def test_pose_normalisation_and_masked_distance_known_answers():
-    from reid_aug.synthesis.posebank import normalize_poses, pose_distance_matrix
-
-    kp = np.full((1, 18, 2), -1, dtype=np.int16)
-    kp[0, 2], kp[0, 5], kp[0, 8], kp[0, 11] = (10, 10), (10, 30), (50, 10), (50, 30)  # torso 40 px long
-    kp[0, 4] = (30, 0)                                                                 # a wrist
-    n = normalize_poses(kp)
-    np.testing.assert_allclose(n[0, 2], [-0.5, -0.25])
-    np.testing.assert_allclose(n[0, 4], [0.0, -0.5])
-    assert np.isnan(n[0, 0]).all()
-    moved = kp.copy()
-    present = moved[..., 0] >= 0
-    moved[present] = moved[present] * 2 + 7                                           # scale + shift
-    d = pose_distance_matrix(normalize_poses(np.concatenate([kp, moved])))
-    np.testing.assert_allclose(d, 0.0, atol=1e-6)
-    other = kp.copy()
-    other[0, 4] = (30, 40)                     # the wrist 40 px = 1 torso length away; only 5 joints shared
-    d = pose_distance_matrix(normalize_poses(np.concatenate([kp, other])))
-    np.testing.assert_allclose(d[0, 1], 1.0 / 5)
-    other[0, 4] = (-1, -1)                     # a joint missing in one pose is masked out
-    d = pose_distance_matrix(normalize_poses(np.concatenate([kp, other])))
-    np.testing.assert_allclose(d[0, 1], 0.0, atol=1e-6)
-
-
-def test_uint8_mapping_and_atomic_jpeg_writer(tmp_path):
-    import torch
-    from PIL import Image
-
-    from reid_aug.synthesis.writer import JpegWriterPool, tensor_to_uint8
-
-    x = torch.tensor([-3.0, -1.0, 0.0, 1.0, 2.0]).view(1, 1, 1, 5).expand(1, 3, 1, 5)
-    u = tensor_to_uint8(x)
-    assert u.shape == (1, 1, 5, 3) and u[0, 0, :, 0].tolist() == [0, 0, 128, 255, 255]
-    rng = np.random.default_rng(0)
-    imgs = rng.integers(0, 256, size=(5, 16, 8, 3), dtype=np.uint8)
-    pool = JpegWriterPool(workers=2, quality=90, max_pending=2)
-    for i, im in enumerate(imgs):
-        pool.submit(tmp_path / f"{i}.jpg", im)
-    recs = pool.close()
-    assert sorted(recs) == [f"{i}.jpg" for i in range(5)]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(recs)               # no temp files left
-    assert Image.open(tmp_path / "0.jpg").size == (8, 16)
-
-
 # --------------------------------------------------------------------------- clear errors
 def test_clear_errors(reference, tmp_path, generator_ckpt, tiny_toy):
     import torch
 
     from reid_aug.errors import CheckpointError, DatasetError
-    from reid_aug.synthesis.synthesize import SynthesisError
+    from reid_aug.errors import SynthesisError
 
     out_ref, _ = reference
     # the folder holds a different run
@@ -455,3 +387,109 @@ def test_identity_without_full_torso_uses_partial_poses_and_one_without_annotati
     desc = json.loads((tmp_path / "out" / "synthesis.json").read_text())
     assert desc["info"]["skipped_identities"] == [bare_pid]
     assert desc["info"]["partial_pose_identities"] == [partial_pid]
+
+
+# --------------------------------------------------------------------------- config, choices (issue 18: 1, 7, 8)
+def test_resolved_config_is_saved_beside_the_images(reference, generator_ckpt, tiny_toy):
+    from reid_aug.config import load_config
+    from reid_aug.synthesis.config import SynthesisConfig
+
+    out, _ = reference
+    saved = load_config(SynthesisConfig, out / "config.yaml")
+    assert saved == _opts(generator_ckpt, out, tiny_toy)
+    desc = json.loads((out / "synthesis.json").read_text())
+    assert desc["schema"] == "reid-aug/synthesis" and desc["info"]["cross_dataset"] is None   # nothing recorded
+
+
+def _fake_run(runs: Path, name: str, dataset: Path, mtime: float, complete: bool | None, run_json=True) -> Path:
+    """A generator run folder: checkpoint (complete flag, dataset record), run.json (``complete`` unless None)."""
+    run = runs / name
+    run.mkdir(parents=True)
+    _write_generator(run / "checkpoint.pt", dataset={"spec": str(dataset), "root": str(dataset)},
+                     complete=bool(complete) if complete is not None else True)
+    if run_json:
+        rec = {"dataset": str(dataset), "data": {"spec": str(dataset), "root": str(dataset)}}
+        if complete is not None:
+            rec["complete"] = complete
+        (run / "run.json").write_text(json.dumps(rec))
+    os.utime(run / "checkpoint.pt", (mtime, mtime))
+    return run
+
+
+def test_synthesize_with_no_run_takes_the_newest_finished_run_and_its_dataset(tmp_path, monkeypatch, caplog, tiny_toy):
+    """Issue 18 item 1: `synthesize --poses-per-id K` as typed after `train-generator` finds the run."""
+    import logging
+
+    from click.testing import CliRunner
+
+    import cli
+
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "runs"
+    _fake_run(runs, "older", tiny_toy, 1_000_000_000, complete=True)
+    _fake_run(runs, "newest_finished", tiny_toy, 1_100_000_000, complete=None, run_json=False)  # checkpoint says
+    _fake_run(runs, "unfinished", tiny_toy, 1_200_000_000, complete=False)                   # newest, not done
+    with caplog.at_level(logging.INFO):
+        result = CliRunner().invoke(cli.main, ["synthesize", "--poses-per-id", "2", "--set", "max_identities=2",
+                                               "--batch-size", "4", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    out = runs / "newest_finished" / "synthesized-2"
+    assert (out / "manifest.csv").is_file() and "-> runs/newest_finished/synthesized-2" in result.output
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("using generator")]
+    assert len(said) == 1, said
+    assert f"runs/newest_finished (finished " in said[0] and f"its dataset {tiny_toy}" in said[0]
+    assert said[0].endswith("pass --run/--dataset to choose")
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "trained on" in r.getMessage()]
+    desc = json.loads((out / "synthesis.json").read_text())
+    assert desc["info"]["dataset"] == str(tiny_toy) and desc["info"]["cross_dataset"] is False
+    assert not (runs / "older" / "synthesized-2").exists()
+
+
+def test_nothing_to_pick_is_a_clear_error_not_the_toy_data(tmp_path, monkeypatch, tiny_toy):
+    from click.testing import CliRunner
+
+    import cli
+    from reid_aug.errors import RunSelectionError
+    from reid_aug.synthesis.inputs import pick_generator_run
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RunSelectionError, match="no finished generator run under runs/.*train-generator market"):
+        pick_generator_run()
+    _fake_run(tmp_path / "runs", "halfway", tiny_toy, 1_000_000_000, complete=False)
+    result = CliRunner().invoke(cli.main, ["synthesize", "--poses-per-id", "2"])
+    assert result.exit_code == 2
+    line = result.output.strip()
+    assert line.startswith("error: no finished generator run") and "\n" not in line
+    assert "runs/halfway not finished" in line and "--resume" in line and "--run RUN_DIR" in line
+    assert sorted(p.name for p in (tmp_path / "runs" / "halfway").iterdir()) == ["checkpoint.pt", "run.json"]
+
+
+def test_a_generator_from_another_dataset_warns_unless_cross_dataset_is_stated(tmp_path, caplog, tiny_toy):
+    """Issue 18 item 8: a mismatch names both datasets and the flag; stated, it is one info line; recorded."""
+    import logging
+
+    gen = _write_generator(tmp_path / "gen" / "checkpoint.pt",
+                           dataset={"spec": "toy", "root": str(tmp_path / "somewhere" / "toy")})
+    kw = dict(poses_per_id=2, max_identities=2, strategy="random")
+    with caplog.at_level(logging.INFO):
+        _run(gen, tmp_path / "warned", tiny_toy, **kw)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "trained on" in r.getMessage()]
+    assert len(warned) == 1
+    assert "trained on toy (" in warned[0] and f"{tiny_toy.name} ({tiny_toy})" in warned[0]
+    assert "--cross-dataset" in warned[0]
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        _run(gen, tmp_path / "stated", tiny_toy, cross_dataset=True, **kw)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "trained on" in r.getMessage()]
+    assert len([r for r in caplog.records if "cross-dataset synthesis" in r.getMessage()]) == 1
+    for name in ("warned", "stated"):
+        info = json.loads((tmp_path / name / "synthesis.json").read_text())["info"]
+        assert info["cross_dataset"] is True and info["generator_dataset"] == "toy"
+    # the same named dataset wherever its folder is now is no mismatch
+    from reid_aug.synthesis.inputs import same_dataset
+
+    assert same_dataset({"spec": "toy", "root": "/old/cache/toy"}, "toy", tmp_path)
+    assert same_dataset({"spec": "market", "root": "/elsewhere"}, "market", tmp_path)
+    assert same_dataset({"spec": "toy", "root": "/x"}, "market", tmp_path) is False
+    assert same_dataset({"spec": "/a/data", "root": str(tiny_toy)}, str(tiny_toy), tiny_toy)
+    assert same_dataset({}, "market", tmp_path) is None

@@ -1,4 +1,4 @@
-"""The pose bank of the train split and the choice of target poses per identity.
+"""The pose bank of the train split: normalisation, masked pose distance, clustering.
 
 Bank
     Every training image (``split == "train"``, ``kind == "normal"``) whose annotation has both
@@ -23,22 +23,7 @@ Clustering (:func:`cluster_poses`)
     with ``faiss.Kmeans`` (k-means++ initialisation, fixed seed, one OpenMP thread so the result
     does not depend on the thread count).
 
-Strategies (:func:`assign_target_poses`)
-    ``random``  K poses drawn uniformly, without replacement, from the poses of *other*
-                identities.
-    ``diverse`` the bank is clustered into ``C >= K`` clusters (default ``C = K``) and each
-                identity gets one pose of another identity from each of K different clusters
-                (visited in a per-identity random order), so a person is shown in K clearly
-                different poses -- the idea behind PN-GAN's canonical poses. Inside a cluster the
-                10 % of poses farthest from their centre are left out (they are mostly annotation
-                errors); the first pose is uniform, each further one is drawn uniformly among the
-                10 % of candidates (at most 256, drawn at random) whose masked distance to the
-                poses already chosen is largest. On Market-1501 (K = 10) this raises the mean
-                pairwise pose distance per identity from 0.41 (random) to about 0.45 torso
-                lengths; a uniform pick inside each cluster only reaches 0.43.
-    Both draw from ``numpy.random.default_rng([seed, pid, salt])``: the choice for an identity
-    depends only on the seed, the identity and the bank, not on which other identities are
-    planned or in which order (so shards agree with a single run).
+Target-pose strategies (``random``, ``diverse``, ...) live in :mod:`reid_aug.synthesis.strategies`.
 """
 from __future__ import annotations
 
@@ -54,14 +39,6 @@ log = logging.getLogger(__name__)
 
 R_SHOULDER, L_SHOULDER, R_HIP, L_HIP = 2, 5, 8, 11
 TORSO = (R_SHOULDER, L_SHOULDER, R_HIP, L_HIP)
-STRATEGIES = ("random", "diverse")
-
-# diverse: poses farther from their cluster centre than this quantile are left out (annotation
-# outliers); the next pose is drawn among the FAR_FRACTION of (at most MAX_CANDIDATES) candidates
-# farthest from the poses already chosen.
-CORE_QUANTILE = 0.9
-FAR_FRACTION = 0.1
-MAX_CANDIDATES = 256
 
 # Salts of the per-identity random streams (so sources and targets draw independent numbers).
 SALT_SOURCES, SALT_RANDOM, SALT_DIVERSE = 1, 2, 3
@@ -223,91 +200,3 @@ def cluster_poses(bank: PoseBank, n_clusters: int, seed: int = 0, niter: int = 2
     finally:
         faiss.omp_set_num_threads(threads)
     return labels[:, 0].astype(np.int64)
-
-
-@dataclass(frozen=True)
-class TargetAssignment:
-    """Target poses per identity: ``targets[pid]`` = (K,) bank row indices, ``clusters[pid]`` = (K,)
-    cluster of each (``-1`` for ``random``), and the cluster labels of the bank (or None)."""
-
-    targets: dict
-    clusters: dict
-    labels: np.ndarray | None
-    n_clusters: int
-
-
-def assign_target_poses(bank: PoseBank, pids, k: int, strategy: str = "random", seed: int = 0,
-                        n_clusters: int | None = None) -> TargetAssignment:
-    """Choose ``k`` target poses (bank rows) of *other* identities for each identity in ``pids``.
-
-    See the module docstring for the strategies. Raises ``DatasetError`` when the bank has no
-    pose of another identity, ``ValueError`` for an unknown strategy.
-    """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    if k < 1:
-        raise ValueError("poses per identity must be >= 1")
-    pids = [int(p) for p in pids]
-    targets, clusters = {}, {}
-    labels = None
-    c = 0
-    if strategy == "diverse":
-        c = int(n_clusters) if n_clusters is not None else k
-        if c < k:
-            raise ValueError(f"diverse needs at least K={k} clusters, got n_clusters={c}")
-        labels = cluster_poses(bank, c, seed=seed)
-        norm = bank.normalized()
-        feats = pose_features(norm)
-        members = [np.flatnonzero(labels == j) for j in range(c)]  # sorted bank rows per cluster
-        centre_dist = np.zeros(len(bank))
-        core = np.zeros(len(bank), dtype=bool)
-        for rows in members:
-            if len(rows):
-                centre_dist[rows] = np.linalg.norm(feats[rows] - feats[rows].mean(axis=0), axis=1)
-                core[rows] = centre_dist[rows] <= np.quantile(centre_dist[rows], CORE_QUANTILE)
-    for pid in pids:
-        others = bank.pids != pid
-        if not others.any():
-            raise DatasetError(f"the pose bank holds no pose of an identity other than {pid}; "
-                               f"a dataset with at least two training identities is needed")
-        if strategy == "random":
-            rng = np.random.default_rng([int(seed), pid, SALT_RANDOM])
-            cand = np.flatnonzero(others)
-            chosen = rng.choice(cand, size=k, replace=len(cand) < k)
-            targets[pid] = chosen.astype(np.int64)
-            clusters[pid] = np.full(k, -1, dtype=np.int64)
-            continue
-        rng = np.random.default_rng([int(seed), pid, SALT_DIVERSE])
-        usable = [j for j in range(c) if others[members[j]].any()]
-        order = rng.permutation(np.asarray(usable, dtype=np.int64))
-        if len(order) < k:
-            # Only when a cluster holds nothing but this identity's own poses: reuse clusters.
-            log.warning("identity %d: only %d of %d pose clusters hold other identities' poses; "
-                        "some clusters are used twice", pid, len(order), c)
-            order = np.resize(order, k)
-        chosen, chosen_clusters = [], []
-        for j in order[:k]:
-            chosen.append(_pick_in_cluster(members[j], others, core, chosen, norm, rng))
-            chosen_clusters.append(int(j))
-        targets[pid] = np.asarray(chosen, dtype=np.int64)
-        clusters[pid] = np.asarray(chosen_clusters, dtype=np.int64)
-    return TargetAssignment(targets, clusters, labels, c)
-
-
-def _pick_in_cluster(rows: np.ndarray, others: np.ndarray, core: np.ndarray, chosen: list, norm: np.ndarray,
-                     rng: np.random.Generator) -> int:
-    """One bank row of cluster ``rows`` for the diverse strategy (see the module docstring)."""
-    cand = rows[others[rows]]
-    trimmed = cand[core[cand]]
-    cand = trimmed if len(trimmed) else cand
-    if chosen:
-        fresh = np.setdiff1d(cand, chosen, assume_unique=True)
-        cand = fresh if len(fresh) else cand
-    if len(cand) > MAX_CANDIDATES:
-        cand = np.sort(rng.choice(cand, MAX_CANDIDATES, replace=False))
-    if not chosen:
-        return int(cand[rng.integers(len(cand))])
-    d = pose_distance_matrix(norm[cand], norm[np.asarray(chosen)])           # (n_cand, n_chosen)
-    score = np.nan_to_num(d, nan=0.0).min(axis=1)
-    top = cand[np.argsort(-score, kind="stable")[: max(1, int(np.ceil(len(cand) * FAR_FRACTION)))]]
-    return int(top[rng.integers(len(top))])

@@ -136,7 +136,7 @@ def evaluate_generator_cmd(run_dir, dataset, pairs_csv, inception_weights, proto
               help="The generator was trained on another dataset on purpose (no mismatch warning).")
 @click.option("--recipe", default=None, help="Recipe name or YAML file (default: synthesize).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Dotted override of the synthesis config, e.g. --set n_clusters=20 (repeatable).")
+              help="Dotted override of the synthesis config, e.g. --set strategy=diverse (repeatable).")
 @click.option("--verify", "verify_dir", type=click.Path(path_type=Path), default=None,
               help="Only check that DIR's manifest matches its files.")
 def synthesize_cmd(run_dir, checkpoint, dataset, poses_per_id, out_dir, strategy, seed, batch_size, shard, stage,

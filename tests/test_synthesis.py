@@ -410,7 +410,7 @@ def test_clear_errors(reference, tmp_path, generator_ckpt, tiny_toy):
     # not a PG² checkpoint
     bogus = tmp_path / "resnet.pt"
     torch.save({"conv1.weight": torch.zeros(1)}, bogus)
-    with pytest.raises(CheckpointError, match="not a reid-aug PG"):
+    with pytest.raises(CheckpointError, match="not a reid-aug generator checkpoint"):
         _run(bogus, tmp_path / "o1", tiny_toy)
     # trained at another resolution
     small = _write_generator(tmp_path / "small.pt", image_size=(64, 32))

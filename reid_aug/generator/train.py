@@ -88,9 +88,11 @@ def train_generator(cfg, dataset: str, out_dir: str | Path, resume: bool = False
         nets = {k: v.to(placement.device) for k, v in nets.items()}
         if dist.main:
             write_run_files(cfg, family.name, dataset, run, data.info, state.trained(t.stages), state.init_info)
-        Trainer(cfg, family, run, data, nets, state, placement, _hooks(cfg, placement, step_hook)).run()
-        if dist.main:
-            mark_run(run, state.stage_index >= len(t.stages), state.trained(t.stages))
+        try:
+            Trainer(cfg, family, run, data, nets, state, placement, _hooks(cfg, placement, step_hook)).run()
+        finally:   # finished, stopped or interrupted: run.json says how far it got
+            if dist.main:
+                mark_run(run, state.stage_index >= len(t.stages), state.trained(t.stages))
     finally:
         if own_group:
             import torch.distributed as tdist

@@ -76,17 +76,26 @@ def prepare_cmd(dataset, root, work_dir, check_images):
 @main.command("train-generator")
 @click.argument("dataset", default="toy")
 @click.option("--recipe", default=None, help="Recipe name or YAML file (default: pg2_<dataset>).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Run folder.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Run folder (default: runs/<recipe>-<dataset>).")
 @click.option("--set", "overrides", multiple=True, help="Dotted override, e.g. --set train.lr=1e-4 (repeatable).")
 @click.option("--resume", is_flag=True, help="Continue from the run folder's latest checkpoint.")
-@click.option("--dry-run", is_flag=True, help="Resolve the config, build the networks and data, then stop.")
+@click.option("--dry-run", is_flag=True,
+              help="Resolve the config, build the networks and data, run one forward pass; write nothing.")
 def train_generator_cmd(dataset, recipe, out_dir, overrides, resume, dry_run):
-    """Train the PG² generator (stage I, then stage II) on DATASET (market | toy | PATH)."""
+    """Train a pose-transfer generator (PG²: stage I, then stage II) on DATASET (market | toy | PATH)."""
     from reid_aug.generator.train import resolve_training, train_generator
+    from reid_aug.rundir import GeneratorRun
 
     cfg, out_dir = resolve_training(dataset, recipe, overrides, out_dir)
-    run_dir = train_generator(cfg, dataset, out_dir, resume=resume, dry_run=dry_run)
-    click.echo(f"run folder: {run_dir}")
+    try:
+        run_dir = train_generator(cfg, dataset, out_dir, resume=resume, dry_run=dry_run)
+    except KeyboardInterrupt:
+        ckpt = GeneratorRun(out_dir).checkpoint
+        click.echo(f"interrupted: {ckpt} holds the last completed step; the same command with --resume continues"
+                   if ckpt.is_file() and not dry_run else "interrupted before the first checkpoint", err=True)
+        sys.exit(130)
+    click.echo(f"{'dry run done, nothing written' if dry_run else 'run folder: ' + str(run_dir)}")
 
 
 @main.command("evaluate-generator")

@@ -1,6 +1,6 @@
 """PG² training throughput: pairs/s of stage I and stage II, and achieved FLOP/s.
 
-Runs the real training step (``reid_aug.generator.train.train_step``) on random tensors (no data
+Runs the real training step (``reid_aug.generator.pg2.PG2Family.train_step``) on random tensors (no data
 loading), at the paper size (pg2_market: n = 128) and at the CPU size (pg2_market_cpu), and
 compares the FLOP/s it achieves (FLOPs counted with ``torch.utils.flop_counter.FlopCounterMode``,
 forward + backward) with this machine's dense matmul FLOP/s measured in the same run.
@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from reid_aug.config import load_config  # noqa: E402
-from reid_aug.generator.checkpoint import build_networks  # noqa: E402
 from reid_aug.generator.config import PG2Config  # noqa: E402
-from reid_aug.generator.train import StageModules, train_step  # noqa: E402
+from reid_aug.generator.family import StepModules  # noqa: E402
+from reid_aug.generator.pg2 import FAMILY as PG2  # noqa: E402
 from reid_aug.utils.io import atomic_write_text  # noqa: E402
 
 
@@ -70,31 +70,30 @@ def make_batch(cfg: PG2Config, batch: int, device: torch.device) -> dict:
 def bench_stage(cfg: PG2Config, stage: str, batch: int, iters: int, device: torch.device, amp: bool,
                 channels_last: bool) -> dict:
     torch.manual_seed(0)
-    nets = build_networks(cfg.model)
+    nets = PG2.build_networks(cfg)
     for net in nets.values():
         net.to(device)
         if channels_last:
             net.to(memory_format=torch.channels_last)
-    t = cfg.train
-    gen = nets["g2"] if stage == "g2" else nets["g1"]
+    spec = PG2.stage(stage)
     nets["g1"].requires_grad_(stage != "g2")
-    opt_g = torch.optim.Adam(gen.parameters(), lr=t.gen_lr(stage), betas=tuple(t.betas))
-    opt_d = torch.optim.Adam(nets["d"].parameters(), lr=t.d_lr, betas=tuple(t.betas))
-    mods = StageModules(g1=nets["g1"], gen=gen, opt_g=opt_g, d=nets["d"], d_run=nets["d"], opt_d=opt_d)
+    opt_g = PG2.make_optimizer(cfg, stage, "g", [p for n in spec.g for p in nets[n].parameters()])
+    opt_d = PG2.make_optimizer(cfg, stage, "d", nets["d"].parameters())
     data = make_batch(cfg, batch, device)
     if channels_last:
         data = {k: v.contiguous(memory_format=torch.channels_last) for k, v in data.items()}
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
+    mods = StepModules(nets=nets, run=nets, opt_g=opt_g, opt_d=opt_d, autocast=autocast)
 
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:  # also the warm-up step
-        train_step(stage, data, cfg, mods, autocast)
+        PG2.train_step(stage, data, cfg, mods)
     flops = counter.get_total_flops()
     _sync(device)
     t0 = time.perf_counter()
     for _ in range(iters):
-        train_step(stage, data, cfg, mods, autocast)
+        PG2.train_step(stage, data, cfg, mods)
     _sync(device)
     dt = (time.perf_counter() - t0) / iters
     return {"s_per_iter": dt, "pairs_per_s": batch / dt, "gflop_per_iter": flops / 1e9, "flops_per_s": flops / dt}

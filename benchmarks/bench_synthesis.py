@@ -38,12 +38,13 @@ def write_untrained_generator(recipe: str, path: Path, seed: int = 0):
     import torch
 
     from reid_aug.config import load_config, to_dict
-    from reid_aug.generator.checkpoint import build_networks, save_checkpoint
+    from reid_aug.generator.checkpoint import save_checkpoint
+    from reid_aug.generator.pg2 import FAMILY as PG2
     from reid_aug.generator.config import PG2Config
 
     cfg = load_config(PG2Config, recipe)
     torch.manual_seed(seed)
-    nets = build_networks(cfg.model, ("g1", "g2"))
+    nets = PG2.build_networks(cfg, ("g1", "g2"))
     save_checkpoint({"config": to_dict(cfg), "models": {k: v.state_dict() for k, v in nets.items()},
                      "stage_index": len(cfg.train.stages), "step": 0, "global_step": 0, "trained": ["g1", "g2"],
                      "complete": True}, path)

@@ -86,8 +86,8 @@ class GeneratorRun:
         return self.path / f"synthesized-{poses_per_id}"
 
     def exists(self) -> bool:
-        """Anything of a run is there (a checkpoint, config or run record)."""
-        return any(p.exists() for p in (self.checkpoint, self.config, self.run_json))
+        """Anything of a run is there (a checkpoint, config, run record or log)."""
+        return any(p.exists() for p in (self.checkpoint, self.config, self.run_json, self.log_csv))
 
 
 def checkpoint_file(path: str | Path) -> Path:

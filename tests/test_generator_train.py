@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from reid_aug.errors import CheckpointError
-from reid_aug.generator.checkpoint import KIND, build_networks, load_checkpoint
+from reid_aug.errors import CheckpointError, TrainingDivergedError, TrainingError
+from reid_aug.generator.checkpoint import KIND, load_checkpoint
+from reid_aug.generator.data import PairSchedule
 from reid_aug.generator.inference import load_generator
 from reid_aug.generator.losses import pose_mask_l1
-from reid_aug.generator.train import (PairSchedule, TrainingDivergedError, TrainingError, resolve_training,
-                                      train_generator)
+from reid_aug.generator.pg2 import FAMILY as PG2
+from reid_aug.generator.train import resolve_training, train_generator
 from reid_aug.utils.io import sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +69,7 @@ def test_short_run_lowers_pose_mask_l1_and_loads_for_inference(tiny_toy, tmp_pat
     # The pose-mask L1 on a fixed set of training pairs, before (same seed -> same initial G1) and after.
     batch = _fixed_batch(tiny_toy, cfg)
     torch.manual_seed(cfg.train.seed)
-    g1_start = build_networks(cfg.model, ("g1",))["g1"]
+    g1_start = PG2.build_networks(cfg, ("g1",))["g1"]
     gen = load_generator(run)
     with torch.no_grad():
         start = pose_mask_l1(g1_start(batch["src_img"], batch["tgt_pose"]), batch["tgt_img"], batch["tgt_mask"])
@@ -189,7 +190,7 @@ def test_killed_run_resumes_to_bit_identical_weights(tiny_toy, tmp_path, monkeyp
 def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tiny_toy, tmp_path, monkeypatch, how):
     if how == "loss":
         # A hook arms a NaN in the loss from step 4 on (after the checkpoint of step 2).
-        import reid_aug.generator.train as train_mod
+        import reid_aug.generator.pg2 as train_mod
 
         armed = {"on": False}
         real_recon_loss = train_mod.recon_loss
@@ -235,8 +236,8 @@ def test_wrong_kind_checkpoints_are_clear_errors(tmp_path):
     text = tmp_path / "notes.pt"
     text.write_text("not a checkpoint")
     cases = [(bare, "bare state dict"), (reid, "'state_dict'"), (other, "kind 'reid-aug/reid'"),
-             (newer, "format version 99"), (text, "not a readable torch checkpoint"),
-             (tmp_path / "missing", "no PG² checkpoint"), (tmp_path, "no PG² checkpoint")]
+             (newer, "format version 99"), (text, "cannot be read as a safe PyTorch file"),
+             (tmp_path / "missing", "no generator checkpoint"), (tmp_path, "no generator checkpoint")]
     for path, match in cases:
         with pytest.raises(CheckpointError, match=match) as info:
             load_generator(path)
@@ -286,7 +287,7 @@ def test_cli_train_generator_and_dry_run(tiny_toy, tmp_path):
     sets = [x for o in TINY + ["train.g1_iters=2", "train.g2_iters=1"] for x in ("--set", o)]
     res = CliRunner().invoke(cli.main, args + sets + ["--dry-run"])
     assert res.exit_code == 0, res.output
-    assert (tmp_path / "run" / "config.yaml").is_file() and not (tmp_path / "run" / "checkpoint.pt").exists()
+    assert not (tmp_path / "run").exists()  # a dry run writes nothing (issue 18)
     res = CliRunner().invoke(cli.main, args + sets)
     assert res.exit_code == 0, res.output
     assert load_checkpoint(tmp_path / "run")["complete"]

@@ -25,12 +25,13 @@ def _write_generator(path: Path, image_size=(128, 64), seed: int = 0, dataset: d
     import torch
 
     from reid_aug.config import to_dict
-    from reid_aug.generator.checkpoint import build_networks, save_checkpoint
+    from reid_aug.generator.checkpoint import save_checkpoint
+    from reid_aug.generator.pg2 import FAMILY as PG2
     from reid_aug.generator.config import ModelConfig, PG2Config
 
     torch.manual_seed(seed)
     cfg = PG2Config(model=ModelConfig(image_size=tuple(image_size), g1_width=8, g2_width=8, d_width=8, bottleneck=16))
-    nets = build_networks(cfg.model, ("g1", "g2"))
+    nets = PG2.build_networks(cfg, ("g1", "g2"))
     save_checkpoint({"config": to_dict(cfg), "models": {k: v.state_dict() for k, v in nets.items()},
                      "stage_index": 2, "step": 0, "global_step": 0, "trained": ["g1", "g2"], "complete": complete,
                      **({"dataset": dataset} if dataset is not None else {})}, path)
@@ -341,7 +342,7 @@ def test_clear_errors(reference, tmp_path, generator_ckpt, tiny_toy):
     # not a PG² checkpoint
     bogus = tmp_path / "resnet.pt"
     torch.save({"conv1.weight": torch.zeros(1)}, bogus)
-    with pytest.raises(CheckpointError, match="not a reid-aug PG"):
+    with pytest.raises(CheckpointError, match="not a reid-aug generator checkpoint"):
         _run(bogus, tmp_path / "o1", tiny_toy)
     # trained at another resolution
     small = _write_generator(tmp_path / "small.pt", image_size=(64, 32))

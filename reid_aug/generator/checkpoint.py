@@ -1,10 +1,11 @@
-"""The PG² checkpoint: one self-describing file, loadable with ``torch.load(weights_only=True)``.
+"""The generator checkpoint: one self-describing file, loadable with ``torch.load(weights_only=True)``.
 
 Layout of ``run_dir/checkpoint.pt`` (plain dicts/lists/str/int/float/bool/None and tensors only)::
 
-    kind            "reid-aug/pg2"
-    format_version  1
-    config          the resolved PG2Config as a dict
+    kind            "reid-aug/generator"   (reid-aug 0.1 wrote "reid-aug/pg2": read as family "pg2")
+    format_version  2                      (0.1: 1, without "family")
+    family          the generator family ("pg2"; see reid_aug.generator.family)
+    config          the resolved config of that family as a dict
     image_size      [H, W];  pose_mode  "pg2" | "gaussian"
     stage_index     index into config.train.stages of the stage that runs next (== len(stages): done)
     stage           that stage's name ("done" when finished);  step  steps done in it
@@ -12,11 +13,12 @@ Layout of ``run_dir/checkpoint.pt`` (plain dicts/lists/str/int/float/bool/None a
     trained         stages whose networks have been trained (e.g. ["g1"], ["g1", "g2"])
     complete        all stages finished
     models          {"g1": state_dict, "g2": ..., "d": ...}
-    optimizers      {"g1": state_dict, "g2": ..., "d": ...} for the stages that have started
+    optimizers      {"stage": name, "g": state_dict, "d": state_dict} of the stage in progress ({} between stages)
     rng             {"python": {...}, "numpy": {...}, "torch": ByteTensor, "cuda": [ByteTensor]}
     sampler         {"stage", "position" (pairs consumed in this stage), "seed"}
     dataset         {"spec", "root", "n_pairs", "pairs_sha256"}
     log_rows        rows of log.csv written up to this checkpoint (for a consistent resume)
+    log_acc         the loss sums of the logging interval in progress
 
 It is written atomically (temp file + rename), so a run killed at any moment leaves the
 previous complete checkpoint.
@@ -29,45 +31,27 @@ from pathlib import Path
 import torch
 
 from reid_aug.errors import CheckpointError
-from reid_aug.runtime import get_rng_state, set_rng_state  # noqa: F401 - re-exported
+from reid_aug.rundir import checkpoint_file
+from reid_aug.runtime import load_torch_file
 from reid_aug.utils.io import atomic_torch_save
 
 log = logging.getLogger(__name__)
 
-KIND = "reid-aug/pg2"
-FORMAT_VERSION = 1
-CHECKPOINT_NAME = "checkpoint.pt"
-
-
-def build_networks(model_cfg, which=("g1", "g2", "d")) -> dict[str, torch.nn.Module]:
-    """Fresh networks for a :class:`~reid_aug.generator.config.ModelConfig`."""
-    from reid_aug.generator.discriminator import Discriminator
-    from reid_aug.generator.g1 import G1
-    from reid_aug.generator.g2 import G2
-
-    size = tuple(model_cfg.image_size)
-    nets: dict[str, torch.nn.Module] = {}
-    if "g1" in which:
-        nets["g1"] = G1(size, width=model_cfg.g1_width, levels=model_cfg.resolved_g1_levels(),
-                        bottleneck=model_cfg.bottleneck)
-    if "g2" in which:
-        nets["g2"] = G2(size, width=model_cfg.g2_width, levels=model_cfg.resolved_g2_levels(),
-                        zero_init=model_cfg.g2_zero_init)
-    if "d" in which:
-        nets["d"] = Discriminator(size, width=model_cfg.d_width)
-    return nets
+KIND = "reid-aug/generator"
+FORMAT_VERSION = 2
+OLD_KINDS = {"reid-aug/pg2": "pg2"}   # 0.1 checkpoints (format 1): kind -> family
+_HINT = "pass the checkpoint.pt (or run folder) written by `reid-aug train-generator`"
 
 
 def checkpoint_path(path: str | Path) -> Path:
     """A run folder -> its ``checkpoint.pt``; a file path is kept."""
-    path = Path(path)
-    return path / CHECKPOINT_NAME if path.is_dir() else path
+    return checkpoint_file(path)
 
 
-# --------------------------------------------------------------------------- save / load
 def save_checkpoint(state: dict, path: str | Path) -> None:
-    """Write ``state`` (see the module docstring) atomically."""
+    """Write ``state`` (see the module docstring; ``family`` defaults to "pg2") atomically."""
     state = dict(state, kind=KIND, format_version=FORMAT_VERSION)
+    state.setdefault("family", "pg2")
     atomic_torch_save(state, path)
 
 
@@ -85,32 +69,52 @@ def _describe(obj) -> str:
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load and check a PG² checkpoint (``path`` = run folder or file).
+    """Load and check a generator checkpoint (``path`` = run folder or file); 0.1 files are upgraded.
 
-    Raises :class:`CheckpointError` when the file is missing, is not a torch file, is not a
-    reid-aug PG² checkpoint, or has a newer format version.
+    The returned dict always has ``family``. Raises :class:`CheckpointError` when the file is
+    missing, is not a torch file, is not a reid-aug generator checkpoint, or has a newer format.
     """
     path = checkpoint_path(path)
     if not path.is_file():
-        raise CheckpointError(f"no PG² checkpoint at {path}; train one with `reid-aug train-generator` "
+        raise CheckpointError(f"no generator checkpoint at {path}; train one with `reid-aug train-generator` "
                               f"and pass its run folder or checkpoint.pt")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a usable checkpoint"
-        raise CheckpointError(f"{path} is not a readable torch checkpoint ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:200] if str(e) else ''}); "
-                              f"pass the checkpoint.pt written by `reid-aug train-generator`") from None
-    if not isinstance(obj, dict) or obj.get("kind") != KIND:
-        found = obj.get("kind") if isinstance(obj, dict) and "kind" in obj else None
-        what = f"kind {found!r}" if found is not None else _describe(obj)
-        raise CheckpointError(f"{path} is not a reid-aug PG² generator checkpoint (found {what}, expected kind "
-                              f"{KIND!r}); pass the checkpoint.pt (or run folder) written by "
-                              f"`reid-aug train-generator`")
+    obj = load_torch_file(path, "a reid-aug generator checkpoint", _HINT, map_location=map_location)
+    kind = obj.get("kind") if isinstance(obj, dict) else None
+    if kind != KIND and kind not in OLD_KINDS:
+        what = f"kind {kind!r}" if kind is not None else _describe(obj)
+        raise CheckpointError(f"{path} is not a reid-aug generator checkpoint (found {what}, expected kind "
+                              f"{KIND!r}); {_HINT}")
     version = obj.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(f"{path} has PG² checkpoint format version {version!r}; this reid-aug reads versions "
-                              f"<= {FORMAT_VERSION}: upgrade reid-aug")
+        raise CheckpointError(f"{path} has generator checkpoint format version {version!r}; this reid-aug reads "
+                              f"versions <= {FORMAT_VERSION}: upgrade reid-aug")
     for key in ("config", "models", "stage_index", "step"):
         if key not in obj:
-            raise CheckpointError(f"{path} is a damaged PG² checkpoint: entry {key!r} is missing")
+            raise CheckpointError(f"{path} is a damaged generator checkpoint: entry {key!r} is missing")
+    if kind in OLD_KINDS:
+        obj = dict(obj, family=OLD_KINDS[kind])
+    obj.setdefault("family", "pg2")
     return obj
+
+
+def family_and_config(ckpt: dict, path: str | Path):
+    """``(family, config)`` of a loaded checkpoint, through the family registry."""
+    from reid_aug.errors import ConfigError
+    from reid_aug.generator.family import get_family
+
+    try:
+        family = get_family(str(ckpt["family"]))
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    return family, family.config_from_dict(ckpt["config"], str(path))
+
+
+def load_weights(nets: dict, models: dict, names, where, fit: str = "its config") -> None:
+    """Load ``models[name]`` into ``nets[name]`` for each of ``names``; a gap or mismatch is one clear line."""
+    for name in names:
+        if name not in models:
+            raise CheckpointError(f"{where} lacks the {name.upper()} weights")
+        try:
+            nets[name].load_state_dict(models[name])
+        except RuntimeError as e:
+            raise CheckpointError(f"{where}: its {name.upper()} does not fit {fit} ({str(e).splitlines()[0]})") from None

@@ -1,6 +1,7 @@
 """PG² training configuration (frozen dataclasses, loaded from ``recipes/pg2_*.yaml``).
 
-Example override: ``--set train.g1_iters=200 --set model.g1_width=32``.
+Example override: ``--set train.g1_iters=200 --set model.g1_width=32``. :class:`RuntimeConfig` is
+architecture-independent: every generator family's config uses it as its ``runtime`` section.
 """
 from __future__ import annotations
 
@@ -83,10 +84,13 @@ class RuntimeConfig:
     channels_last: bool = True      # NHWC memory format (CUDA only)
     compile: bool = False           # torch.compile the networks
     threads: int = 0                # torch.set_num_threads on CPU; 0 keeps torch's default
+    expects_gpu: bool = False       # a recipe sized for a GPU: on a CPU, say so at once and estimate the duration
+    cpu_recipe: str = ""            # the recipe to name instead on a CPU (with expects_gpu)
 
 
 @dataclass(frozen=True)
 class PG2Config:
+    family: str = "pg2"             # the generator family (reid_aug.generator.family); recipes may omit it
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -99,6 +103,8 @@ class PG2Config:
 def validate(cfg: PG2Config) -> None:
     """Raise :class:`ConfigError` for values the code cannot run with."""
     m, lo, t = cfg.model, cfg.loss, cfg.train
+    if cfg.family != "pg2":
+        raise ConfigError(f"family={cfg.family!r}: a PG² config has family 'pg2'")
     if m.pose_mode not in POSE_MODES:
         raise ConfigError(f"model.pose_mode={m.pose_mode!r}: expected one of {POSE_MODES}")
     if len(m.image_size) != 2:
@@ -140,7 +146,7 @@ def validate(cfg: PG2Config) -> None:
 
 
 # Fields that decide what is being trained: a --resume must not change them.
-IDENTITY_FIELDS = ("model", "loss", "train.stages", "train.batch_size", "train.lr", "train.g2_lr", "train.d_lr",
+IDENTITY_FIELDS = ("family", "model", "loss", "train.stages", "train.batch_size", "train.lr", "train.g2_lr", "train.d_lr",
                    "train.betas", "train.flip", "train.seed")
 
 

@@ -13,7 +13,8 @@ levels). Shapes at the paper size (n = 128, 128 x 64, R = N - 2 = 3 levels)::
 
 As in the official code the bottom level's output is also its own skip, so the first decoder
 step sees ``concat(x, x)``, and the top level (k = 1) keeps no skip ("skips at the lower levels").
-The refined image is ``g1_img + diff``; that sum is done by the caller (:class:`PG2Generator`).
+The refined image is ``g1_img + diff``; that sum is done by the caller
+(:func:`reid_aug.generator.pg2.compose`, the one place where G1 and G2 are put together).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from reid_aug.generator.g1 import G1, init_xavier, num_levels
+from reid_aug.generator.g1 import init_xavier, num_levels
 
 
 class G2(nn.Module):
@@ -79,22 +80,3 @@ class G2(nn.Module):
             if i < self.levels - 1:
                 x = F.interpolate(x, scale_factor=2, mode="nearest")
         return self.out(x)
-
-
-class PG2Generator(nn.Module):
-    """G1 followed by G2: ``forward(src_img, tgt_pose) -> (g1_img, diff, g2_img = g1_img + diff)``.
-
-    ``g2`` may be ``None`` (a stage-I-only model); then ``diff`` and ``g2_img`` are ``None``.
-    """
-
-    def __init__(self, g1: G1, g2: G2 | None = None):
-        super().__init__()
-        self.g1 = g1
-        self.g2 = g2
-
-    def forward(self, src_img: torch.Tensor, tgt_pose: torch.Tensor):
-        g1_img = self.g1(src_img, tgt_pose)
-        if self.g2 is None:
-            return g1_img, None, None
-        diff = self.g2(g1_img, src_img)
-        return g1_img, diff, g1_img + diff

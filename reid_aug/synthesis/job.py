@@ -12,7 +12,7 @@ import numpy as np
 
 from reid_aug.errors import CheckpointError
 from reid_aug.records import SynthesisDescriptor
-from reid_aug.rundir import SynthesizedSet
+from reid_aug.rundir import SynthesizedSet, dataset_label
 from reid_aug.synthesis.config import SynthesisConfig, check_config
 from reid_aug.synthesis.folder import (
     contact_sheet,
@@ -141,7 +141,7 @@ def _options_record(inputs: Inputs, index, plan: SynthesisPlan, every_image: boo
     info = {**regime, "n_sources": plan.n_sources, "source_size": _source_size(inputs, plan),
             "pose_bank_root": str(inputs.bank_root or inputs.root), "exclude_own_poses": plan.exclude_own}
     if cfg.subset:
-        info["target_poses"] = (f"the pose bank of {inputs.bank_run['dataset']}" if inputs.bank is not None else
+        info["target_poses"] = (f"the pose bank of {dataset_label(cfg.pose_bank)}" if inputs.bank is not None else
                                 "the dataset's own train split: every image with a full torso, also those the "
                                 "subset drops (poses only, never their appearance)")
     return {"run": run, "info": info}

@@ -61,7 +61,8 @@ class SynthesisPlan:
     source image; ``sha256``: hash of the ``file,source,target`` lines; ``dataset_fingerprint``:
     hash of the train split (names, sizes, keypoints); ``partial_pose_identities``: identities whose
     sources are images without a full torso (fallback); ``n_clusters``: the strategy's clusters (0
-    without clusters).
+    without clusters); ``n_sources``: distinct source images; ``exclude_own``: the identity's own
+    poses were left out of its targets (bank and identities from one dataset).
     """
 
     table: pd.DataFrame

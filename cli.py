@@ -131,9 +131,24 @@ def evaluate_generator_cmd(run_dir, dataset, pairs_csv, inception_weights, proto
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help="Generator checkpoint file.")
 @click.option("--dataset", default=None, help="market | toy | PATH (default: the one the generator was trained on).")
 @click.option("--poses-per-id", "poses_per_id", type=int, default=None, help="K images per identity (recipe: 10).")
+@click.option("--per-image", "per_image", type=int, default=None,
+              help="K images for EVERY real training image instead of K per identity (Deformable GAN's protocol).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Output folder (default: RUN/synthesized-K).")
+              help="Output folder (default: RUN/synthesized-K, RUN/synthesized-imgK with --per-image).")
 @click.option("--strategy", default=None, help="Target poses: random | diverse (recipe: random).")
+@click.option("--pose-bank", "pose_bank", default=None,
+              help="market | toy | PATH whose training poses are the targets (default: the dataset's own).")
+@click.option("--train-per-id", "train_per_id", type=int, default=None,
+              help="Low-data regime: only the N real images kept per identity are sources.")
+@click.option("--subset-seed", "subset_seed", type=int, default=None,
+              help="Which N images are kept (the benchmark's data.subsample_seed; recipe: 0).")
+@click.option("--allow-leak", "allow_leak", is_flag=True, default=None,
+              help="Use a generator that saw images the regime drops anyway (recorded as leak: true).")
+@click.option("--filter", "filter_model", type=click.Path(path_type=Path), default=None,
+              help="A benchmark Re-ID model: keep only images it places near their own identity.")
+@click.option("--filter-rule", type=click.Choice(["top-k", "threshold"]), default=None, help="Recipe: top-k.")
+@click.option("--filter-k", type=int, default=None, help="top-k: own identity among the k nearest (recipe: 1).")
+@click.option("--filter-threshold", type=float, default=None, help="threshold: cosine to own centroid (recipe: 0.5).")
 @click.option("--seed", type=int, default=None, help="Seed of the plan (recipe: 0).")
 @click.option("--batch-size", type=int, default=None, help="Images per generator batch (recipe: 64).")
 @click.option("--shard", default=None, help="i/n: this process writes shard i of n (0-based).")
@@ -148,9 +163,9 @@ def evaluate_generator_cmd(run_dir, dataset, pairs_csv, inception_weights, proto
               help="Dotted override of the synthesis config, e.g. --set strategy=diverse (repeatable).")
 @click.option("--verify", "verify_dir", type=click.Path(path_type=Path), default=None,
               help="Only check that DIR's manifest matches its files.")
-def synthesize_cmd(run_dir, checkpoint, dataset, poses_per_id, out_dir, strategy, seed, batch_size, shard, stage,
-                   jpeg_quality, workers, device, cross_dataset, recipe, overrides, verify_dir):
-    """Write K pose-transferred images per training identity (Market layout + manifest)."""
+def synthesize_cmd(run_dir, checkpoint, verify_dir, recipe, overrides, filter_model, filter_rule, filter_k,
+                   filter_threshold, out_dir, **flags):
+    """Write K pose-transferred images per training identity, or per image (Market layout + manifest)."""
     from reid_aug.errors import SynthesisError
     from reid_aug.synthesis.synthesize import load_synthesis_config, synthesize, verify_synthesis
 
@@ -160,12 +175,36 @@ def synthesize_cmd(run_dir, checkpoint, dataset, poses_per_id, out_dir, strategy
         sys.exit(0 if report.ok else 1)
     if run_dir is not None and checkpoint is not None:
         raise SynthesisError("pass one of --run RUN_DIR or --checkpoint FILE, not both")
-    cfg = load_synthesis_config(recipe, overrides, dict(
-        generator=run_dir or checkpoint, dataset=dataset, out=out_dir, poses_per_id=poses_per_id, strategy=strategy,
-        seed=seed, batch_size=batch_size, shard=shard, stage=stage, jpeg_quality=jpeg_quality, workers=workers,
-        device=device, cross_dataset=cross_dataset))
+    cfg = load_synthesis_config(recipe, overrides, {
+        **flags, "generator": run_dir or checkpoint, "out": out_dir, "filter.model": filter_model,
+        "filter.rule": filter_rule, "filter.k": filter_k, "filter.threshold": filter_threshold})
     summary = synthesize(cfg)
     click.echo(f"{summary['written']} images written, {summary['skipped_existing']} already there -> {summary['out_dir']}")
+    if summary.get("filter"):
+        f = summary["filter"]
+        click.echo(f"filter: {f['n_kept']} of {f['n_images']} images kept ({100 * f['kept_fraction']:.1f} %)")
+
+
+@main.command("filter")
+@click.argument("set_dir", type=click.Path(path_type=Path))
+@click.option("--reid-model", type=click.Path(path_type=Path, exists=True, dir_okay=False), required=True,
+              help="A benchmark Re-ID model (OUT/models/<variant>_seed<S>.pt) trained on the real (kept) images.")
+@click.option("--rule", type=click.Choice(["top-k", "threshold"]), default=None, help="Recipe: top-k.")
+@click.option("--k", "k", type=int, default=None, help="top-k: own identity among the k nearest centroids (recipe: 1).")
+@click.option("--threshold", type=float, default=None, help="threshold: cosine to the own centroid (recipe: 0.5).")
+@click.option("--batch-size", type=int, default=None, help="Feature extraction batch (recipe: 64).")
+@click.option("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available).")
+def filter_cmd(set_dir, reid_model, rule, k, threshold, batch_size, device):
+    """Mark the images of a synthesized SET that a Re-ID model places near their own identity."""
+    from reid_aug.synthesis.filter import filter_set
+    from reid_aug.synthesis.synthesize import load_synthesis_config
+
+    cfg = load_synthesis_config(None, (), {"filter.model": reid_model, "filter.rule": rule, "filter.k": k,
+                                           "filter.threshold": threshold, "filter.batch_size": batch_size,
+                                           "device": device})
+    rec = filter_set(set_dir, cfg.filter, cfg.device)
+    click.echo(f"{rec['n_kept']} of {rec['n_images']} images kept ({100 * rec['kept_fraction']:.1f} %) -> "
+               f"{Path(set_dir) / 'manifest.csv'} (kept column), {Path(set_dir) / 'scores.csv'}")
 
 
 # --------------------------------------------------------------------------- re-id benchmark

@@ -5,11 +5,12 @@ A generator run (``train-generator``)::
     RUN/config.yaml  run.json  checkpoint.pt  log.csv  samples/step_XXXXXX.png  tb/
     RUN/eval/                 metrics.json  metrics.csv  samples.png   (the last trained stage)
     RUN/eval-<stage>/         the same for an earlier stage (e.g. eval-g1)
-    RUN/synthesized-K/        a synthesized set (default place)
+    RUN/synthesized-K/        a synthesized set (default place); synthesized-imgK/ for K per real image
 
 A synthesized set (``synthesize``)::
 
     SET/synthesis.json  config.yaml  manifest.csv  [manifest.shard-i-of-n.csv]  contact_sheet.png  bounding_box_train/*.jpg
+    SET/scores.csv      (filtered sets: Re-ID score of every image; manifest.csv then has a ``kept`` column)
 
 A benchmark folder (``benchmark``)::
 
@@ -85,6 +86,10 @@ class GeneratorRun:
     def synthesized(self, poses_per_id: int) -> Path:
         return self.path / f"synthesized-{poses_per_id}"
 
+    def synthesized_per_image(self, per_image: int) -> Path:
+        """The default set of ``synthesize --per-image K`` (K images per real image)."""
+        return self.path / f"synthesized-img{per_image}"
+
     def exists(self) -> bool:
         """Anything of a run is there (a checkpoint, config, run record or log)."""
         return any(p.exists() for p in (self.checkpoint, self.config, self.run_json, self.log_csv))
@@ -147,6 +152,11 @@ class SynthesizedSet:
     @property
     def contact_sheet(self) -> Path:
         return self.path / "contact_sheet.png"
+
+    @property
+    def scores(self) -> Path:
+        """Per-image Re-ID scores of ``--filter`` / ``reid-aug filter``."""
+        return self.path / "scores.csv"
 
     def complete(self) -> bool:
         return self.descriptor.is_file() and self.manifest.is_file()

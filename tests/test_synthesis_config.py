@@ -38,6 +38,17 @@ def test_set_overrides_and_flags_reach_the_config():
     ([], {"stage": "g3"}, "--stage 'g3': expected g1 or g2"),
     ([], {"generator": "no/such/run"}, "--run/--checkpoint no/such/run: no such run folder or checkpoint file"),
     (["cross_dataset=maybe"], {}, "--set cross_dataset must be true or false"),
+    # the levers of issue 14
+    ([], {"per_image": 2, "poses_per_id": 3}, "--per-image K writes K images per source image; --poses-per-id"),
+    ([], {"per_image": 0}, "--per-image must be a whole number >= 1 (or null), got 0"),
+    (["strategy=diverse", "n_clusters=2"], {"per_image": 3}, "--set n_clusters = 2 must be >= per_image = 3"),
+    (["train_per_id=-1"], {}, "--set train_per_id must be a whole number >= 1 (0 or null: every image)"),
+    ([], {"subset_seed": -2}, "--subset-seed must be a whole number >= 0"),
+    (["filter.rule=best"], {}, "--set filter.rule 'best': expected one of top-k, threshold"),
+    ([], {"filter.k": 0}, "--filter-k must be a whole number >= 1"),
+    ([], {"filter.threshold": 2.0}, "--filter-threshold must be a cosine in [-1, 1]"),
+    ([], {"filter.model": "no/such.pt"}, "--filter no/such.pt: no such Re-ID model file"),
+    (["allow_leak=sure"], {}, "--set allow_leak must be true or false"),
 ])
 def test_bad_options_are_one_line_naming_what_the_user_typed(overrides, flags, message):
     from reid_aug.errors import SynthesisError

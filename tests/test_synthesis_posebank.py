@@ -80,9 +80,9 @@ def test_strategies_are_a_registry_that_the_plan_and_config_accept(index):
     assert set(STRATEGIES) >= {"random", "diverse"} and STRATEGIES["diverse"].uses_clusters
 
     @register_strategy("first_other", summary="the k first poses of other identities (test only)")
-    def _first_other(bank, pids, k, seed, n_clusters):
-        targets = {p: np.flatnonzero(bank.pids != p)[:k] for p in pids}
-        return TargetAssignment(targets, {p: np.full(k, -1) for p in pids}, None, 0)
+    def _first_other(bank, units, k, seed, n_clusters, exclude_own):
+        targets = {u: np.flatnonzero(bank.pids != u[0])[:k] for u in units}
+        return TargetAssignment(targets, {u: np.full(k, -1) for u in units}, None, 0)
 
     try:
         check_config(SynthesisConfig(strategy="first_other"))

@@ -5,7 +5,11 @@
   :class:`~reid_aug.errors.RunSelectionError` that says how to train one. Never the toy data.
 - No ``dataset``: the one the generator was trained on (``run.json`` ``dataset``, else the
   checkpoint's record).
-- No ``out``: ``RUN/synthesized-K`` (beside a checkpoint file: ``synthesized-K`` in its folder).
+- No ``out``: ``RUN/synthesized-K`` (beside a checkpoint file: ``synthesized-K`` in its folder);
+  ``synthesized-imgK`` with ``--per-image K``; tagged ``-<dataset>`` for another dataset than the
+  generator's, ``-n<N>s<S>`` for the low-data regime, ``-bank-<dataset>`` for another pose bank.
+- ``pose_bank``: the target poses of another dataset (its train split's pose bank); the dataset's
+  own folder is the default bank.
 - A generator trained on another dataset than the target is a warning naming both datasets, unless
   the user states the choice (``--cross-dataset`` / ``cross_dataset: true``): then one info line.
 
@@ -35,12 +39,22 @@ class Inputs:
     root: Path
     trained_on: dict
     cross_dataset: bool | None
+    bank: object = None
+    bank_root: Path | None = None
 
     @property
     def info(self) -> dict:
         """For the descriptor's ``info``: the generator's training dataset and whether this is cross-dataset."""
         return {"generator_dataset": self.trained_on.get("spec"), "generator_dataset_root": self.trained_on.get("root"),
                 "cross_dataset": self.cross_dataset}
+
+    @property
+    def bank_run(self) -> dict | None:
+        """For the descriptor's ``run``: which external pose bank (None: the dataset's own)."""
+        if self.bank is None:
+            return None
+        return {"dataset": dataset_label(self.cfg.pose_bank), "fingerprint": self.bank.fingerprint(),
+                "n_poses": int(len(self.bank))}
 
 
 def _finished_at(run: Path) -> str:
@@ -118,14 +132,37 @@ def _say_dataset_choice(trained: dict, spec: str, root: Path, stated: bool) -> b
     return True
 
 
-def _default_out(generator: Path, poses_per_id: int) -> Path:
-    run = generator if generator.is_dir() else generator.parent
-    return GeneratorRun(run).synthesized(poses_per_id)
+def _default_out(generator: Path, cfg: SynthesisConfig, dataset: str, cross: bool | None, external_bank: bool) -> Path:
+    """``RUN/synthesized-K`` or ``RUN/synthesized-imgK``, tagged by dataset, subset and pose bank."""
+    run = GeneratorRun(generator if generator.is_dir() else generator.parent)
+    base = run.synthesized_per_image(cfg.per_image) if cfg.per_image else run.synthesized(cfg.poses_per_id)
+    tags = [dataset_label(dataset)] if cross else []
+    if cfg.subset:
+        tags.append("n{}s{}".format(*cfg.subset))
+    if external_bank:
+        tags.append(f"bank-{dataset_label(cfg.pose_bank)}")
+    return base.with_name("-".join([base.name, *tags]))
+
+
+def resolve_bank(spec: str | None, root: Path):
+    """``(PoseBank, its root)`` of another dataset's train split; ``(None, None)`` for none or the dataset itself."""
+    if spec is None:
+        return None, None
+    from reid_aug.dataset.market import load_dataset, resolve_dataset_root
+    from reid_aug.synthesis.posebank import PoseBank
+
+    bank_root = resolve_dataset_root(spec)
+    if bank_root.resolve() == Path(root).resolve():
+        return None, None
+    bank = PoseBank.from_index(load_dataset(bank_root))
+    log.info("target poses from the pose bank of %s (%s): %d training poses with a full torso",
+             dataset_label(spec), bank_root, len(bank))
+    return bank, bank_root
 
 
 def resolve_inputs(cfg: SynthesisConfig, device) -> Inputs:
     """Pick the generator (newest finished run when none is given), load it on ``device``, pick the
-    dataset (the generator's when none is given) and the output folder; say what was picked."""
+    dataset (the generator's when none is given), the pose bank and the output folder; say what was picked."""
     from reid_aug.dataset.market import resolve_dataset_root
     from reid_aug.generator.inference import load_generator
 
@@ -146,6 +183,7 @@ def resolve_inputs(cfg: SynthesisConfig, device) -> Inputs:
                  "/".join(f for f, auto in (("--run", picked), ("--dataset", cfg.dataset is None)) if auto))
     root = resolve_dataset_root(dataset)
     cross = _say_dataset_choice(trained, dataset, root, bool(cfg.cross_dataset))
-    out = cfg.out if cfg.out is not None else _default_out(generator, cfg.poses_per_id)
+    bank, bank_root = resolve_bank(cfg.pose_bank, root)
+    out = cfg.out if cfg.out is not None else _default_out(generator, cfg, dataset, cross, bank is not None)
     cfg = dataclasses.replace(cfg, generator=str(generator), dataset=str(dataset), out=str(out))
-    return Inputs(cfg, gen, Path(root), trained, cross)
+    return Inputs(cfg, gen, Path(root), trained, cross, bank, bank_root)

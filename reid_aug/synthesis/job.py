@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from reid_aug.errors import CheckpointError, DatasetError
+from reid_aug.errors import CheckpointError
 from reid_aug.records import SynthesisDescriptor
-from reid_aug.rundir import SynthesizedSet
+from reid_aug.rundir import SynthesizedSet, dataset_label
 from reid_aug.synthesis.config import SynthesisConfig, check_config
 from reid_aug.synthesis.folder import (
     contact_sheet,
@@ -20,9 +20,11 @@ from reid_aug.synthesis.folder import (
     manifest_frame,
     merge_shard_manifests,
     prepare_out_dir,
+    read_descriptor,
     remove_stale_temps,
     write_manifest,
 )
+from reid_aug.synthesis.filter import check_filter_model, reapply_recorded_filter
 from reid_aug.synthesis.inputs import Inputs, resolve_inputs
 from reid_aug.synthesis.plan import SynthesisPlan, build_plan, default_block_identities, plan_batches, uses_clusters
 
@@ -62,36 +64,51 @@ class SynthesisJob:
         return str(self.device).startswith("cuda")
 
 
-def _native_size(path) -> tuple[int, int]:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return int(im.size[1]), int(im.size[0])
-    except Exception as e:  # noqa: BLE001
-        raise DatasetError(f"cannot read image {path} ({type(e).__name__}: {e}); replace it or run "
-                           f"`reid-aug prepare DATASET --check-images`") from None
+SIZE_POLICY = ("every source image is resized (PIL bilinear, aspect ratio not kept) to the generator's size "
+               "and every image is written at that size; target keypoints are rescaled from their own image's size")
 
 
-def _check_generator_fits(inputs: Inputs, plan: SynthesisPlan) -> str:
-    """The stage to run (the requested one, or the last trained); the generator's size must be the images'."""
+def _native_sizes(plan: SynthesisPlan, sample: int = 256) -> dict:
+    """What the source images' own sizes are (header reads of up to ``sample`` evenly spread sources)."""
+    from reid_aug.synthesis.plan import image_sizes
+
+    paths = list(plan.source_paths.values())
+    picked = [paths[i] for i in np.unique(np.linspace(0, len(paths) - 1, min(sample, len(paths))).astype(int))]
+    sizes = np.asarray(image_sizes(picked), dtype=np.int64)
+    distinct = np.unique(sizes, axis=0)
+    return {"checked": len(picked), "of": len(paths), "distinct": int(len(distinct)),
+            "min": sizes.min(axis=0).tolist(), "max": sizes.max(axis=0).tolist()}
+
+
+def _check_stage(inputs: Inputs) -> str:
+    """The stage to run: the requested one, or the last trained."""
     cfg, gen = inputs.cfg, inputs.gen
     stage = cfg.stage or gen.stages[-1]
     if stage not in gen.stages:
         raise CheckpointError(f"{cfg.generator} has no trained {stage.upper()} (trained: {', '.join(gen.stages)}); "
                               f"pass --stage {gen.stages[-1]}")
-    h, w = (int(v) for v in gen.image_size)
-    first_src = plan.source_paths[plan.table["source"].iloc[0]]
-    native = _native_size(first_src)
-    if native != (h, w):
-        raise CheckpointError(f"generator {cfg.generator} was trained at {h}x{w} but the images of {inputs.root} are "
-                              f"{native[0]}x{native[1]} (e.g. {first_src}); use a generator trained on this "
-                              f"dataset's resolution")
     return stage
 
 
-def make_descriptor(inputs: Inputs, plan: SynthesisPlan, stage: str, block_identities: int) -> SynthesisDescriptor:
-    """What decides the images (``run``), how the work is cut (``layout``) and notes (``info``)."""
+def _source_size(inputs: Inputs, plan: SynthesisPlan) -> dict:
+    """The descriptor's ``source_size``: the policy and the sources' own sizes (said when they differ)."""
+    native = _native_sizes(plan)
+    h, w = (int(v) for v in inputs.gen.image_size)
+    if native["distinct"] > 1 or native["min"] != [h, w]:
+        log.info("source images are %s (%d sizes among %d checked); they are resized to the generator's %dx%d",
+                 "x".join(map(str, native["min"])) if native["distinct"] == 1 else
+                 f"{native['min'][0]}x{native['min'][1]} to {native['max'][0]}x{native['max'][1]}",
+                 native["distinct"], native["checked"], h, w)
+    return {"policy": SIZE_POLICY, "generator": [h, w], "native": native}
+
+
+def make_descriptor(inputs: Inputs, plan: SynthesisPlan, stage: str, block_identities: int,
+                    extra: dict | None = None) -> SynthesisDescriptor:
+    """What decides the images (``run``), how the work is cut (``layout``) and notes (``info``).
+
+    ``extra``: ``{"run": {...}, "info": {...}}`` added by the options of the run (per-image K, subset,
+    pose bank, every-image sources; generator regime, source sizes); keys of options left at their
+    default are absent, so folders of earlier versions stay resumable."""
     cfg, gen = inputs.cfg, inputs.gen
     run = {"generator_sha256": gen.sha256, "stage": stage, "image_size": [int(v) for v in gen.image_size],
            "dataset_fingerprint": plan.dataset_fingerprint, "poses_per_id": cfg.poses_per_id,
@@ -102,7 +119,32 @@ def make_descriptor(inputs: Inputs, plan: SynthesisPlan, stage: str, block_ident
     info = {"generator": str(getattr(gen, "path", cfg.generator)), "dataset": cfg.dataset,
             "dataset_root": str(inputs.root), "skipped_identities": [int(p) for p in plan.skipped],
             "partial_pose_identities": [int(p) for p in plan.partial_pose_identities], **inputs.info}
+    run.update((extra or {}).get("run", {}))
+    info.update((extra or {}).get("info", {}))
     return SynthesisDescriptor(run=run, layout={"block_identities": int(block_identities)}, info=info)
+
+
+def _options_record(inputs: Inputs, index, plan: SynthesisPlan, every_image: bool, regime: dict) -> dict:
+    """The descriptor entries of the run's options (see :func:`make_descriptor`)."""
+    from reid_aug.dataset.regime import subset_record
+
+    cfg = inputs.cfg
+    run = {}
+    if cfg.per_image:
+        run.update(per_image=int(cfg.per_image), poses_per_id=None)
+    if cfg.subset:
+        run["subset"] = subset_record(index, *cfg.subset)
+    if inputs.bank is not None:
+        run["pose_bank"] = inputs.bank_run
+    if every_image:
+        run["every_image"] = True
+    info = {**regime, "n_sources": plan.n_sources, "source_size": _source_size(inputs, plan),
+            "pose_bank_root": str(inputs.bank_root or inputs.root), "exclude_own_poses": plan.exclude_own}
+    if cfg.subset:
+        info["target_poses"] = (f"the pose bank of {dataset_label(cfg.pose_bank)}" if inputs.bank is not None else
+                                "the dataset's own train split: every image with a full torso, also those the "
+                                "subset drops (poses only, never their appearance)")
+    return {"run": run, "info": info}
 
 
 def _cut_work(job: SynthesisJob, block_identities: int) -> SynthesisJob:
@@ -127,6 +169,24 @@ def _cut_work(job: SynthesisJob, block_identities: int) -> SynthesisJob:
     return job
 
 
+def _plan(inputs: Inputs, index) -> tuple[SynthesisPlan, bool, dict]:
+    """The run's plan, whether every image is a source, and the generator's regime (refuses a leak)."""
+    from reid_aug.dataset.regime import kept_train
+    from reid_aug.synthesis.lineage import generator_regime
+
+    cfg = inputs.cfg
+    regime = generator_regime(inputs, index, cfg)
+    keep = kept_train(index, *cfg.subset)["name"].tolist() if cfg.subset else None
+    # A generator that never reads the source pose can start from any image once the target poses
+    # come from elsewhere (another dataset's bank) or every image must be used (K per image).
+    every_image = not getattr(inputs.gen, "needs_source_pose", False) and (inputs.bank is not None
+                                                                          or bool(cfg.per_image))
+    plan = build_plan(index, cfg.poses_per_id, cfg.strategy, cfg.seed, cfg.n_clusters, cfg.max_identities,
+                      inputs.bank, per_image=cfg.per_image, keep=keep, every_image=every_image,
+                      image_size=tuple(int(v) for v in inputs.gen.image_size))
+    return plan, every_image, regime
+
+
 def prepare_job(cfg: SynthesisConfig) -> SynthesisJob:
     """Check every option, pick and load the generator and dataset, plan the run, claim the folder
     (descriptor + resolved ``config.yaml``) and cut this shard's work. Nothing is written before the
@@ -141,12 +201,16 @@ def prepare_job(cfg: SynthesisConfig) -> SynthesisJob:
     device = resolve_device(cfg.device)
     inputs = resolve_inputs(cfg, device)
     cfg = inputs.cfg
-    plan = build_plan(load_dataset(inputs.root), cfg.poses_per_id, cfg.strategy, cfg.seed, cfg.n_clusters,
-                      cfg.max_identities)
-    stage = _check_generator_fits(inputs, plan)
+    index = load_dataset(inputs.root)
+    plan, every_image, regime = _plan(inputs, index)
+    stage = _check_stage(inputs)
+    if cfg.filter.model is not None:
+        check_filter_model(cfg.filter.model, index, cfg.subset)
     sset = SynthesizedSet(cfg.out)
-    block = default_block_identities(cfg.batch_size, cfg.poses_per_id, len(plan.identities))
-    desc = prepare_out_dir(sset.path, make_descriptor(inputs, plan, stage, block))
+    per_identity = -(-len(plan.table) // max(1, len(plan.identities)))
+    block = default_block_identities(cfg.batch_size, per_identity, len(plan.identities))
+    extra = _options_record(inputs, index, plan, every_image, regime)
+    desc = prepare_out_dir(sset.path, make_descriptor(inputs, plan, stage, block, extra))
     save_config(cfg, sset.config)
     sset.images.mkdir(parents=True, exist_ok=True)
     job = SynthesisJob(cfg, inputs.gen, stage, device, plan, sset, shard, [], np.zeros(0, bool),
@@ -172,6 +236,7 @@ def _write_manifests(job: SynthesisJob, records: dict) -> tuple[Path | None, Pat
         merged = frame
     if merged is None:
         return None, None
+    reapply_recorded_filter(job.sset, merged, read_descriptor(job.sset.path))     # a filtered set stays filtered
     return job.sset.manifest, contact_sheet(job.sset.path, merged, job.plan.source_paths, job.cfg.contact_sheet_ids)
 
 
@@ -197,7 +262,12 @@ def finish_job(job: SynthesisJob, records: dict, timing: dict, written: int) -> 
         "stage": job.stage,
         "timings": {k: round(float(v), 4) for k, v in timing.items()},
         "images_per_s": round(written / wall, 2) if wall > 0 else None,
+        "filter": None,
     }
+    if manifest_path is not None and job.cfg.filter.model is not None:
+        from reid_aug.synthesis.filter import filter_set
+
+        summary["filter"] = filter_set(job.sset.path, job.cfg.filter, job.device)
     log.info("synthesis%s done: %d written, %d already there, %.1f images/s; manifest %s", job.label, written,
              job.skipped_existing, summary["images_per_s"] or 0.0, manifest_path or "(waiting for other shards)")
     return summary

@@ -11,6 +11,19 @@ Plan (deterministic for a seed)
     (:mod:`reid_aug.synthesis.strategies`). Identities with no annotated image at all are skipped and
     reported; identities on the fallback are reported too.
 
+Per image (``per_image=K``, Deformable GAN's protocol)
+    Every source image gets K rows, ``k = 0..K-1`` counted per source (names stay unique: they carry
+    the source's stem); its K target poses are drawn for the unit ``(pid, source key)`` (a stable
+    number from the source's stem), so an image's targets do not depend on which other images are kept.
+
+Options that change the sources
+    ``keep``: only these image names can be sources (the low-data regime's kept subset,
+    :mod:`reid_aug.dataset.regime`). ``every_image``: every (kept) training image is a source, with or
+    without keypoints (a generator that never reads the source pose, with target poses from a bank:
+    datasets without keypoints such as CUHK03). ``bank``: target poses from another dataset's pose
+    bank; across datasets no pose is excluded as "the identity's own" (pid numbers are not shared).
+    ``image_size``: target keypoints are rescaled from the size of their own image to the generator's.
+
 Blocks and batches
     Identities are cut into fixed blocks of ``block_identities`` consecutive identities (fixed by the
     first run, stored in the descriptor); shard ``i`` of ``n`` takes the blocks ``b`` with
@@ -19,6 +32,7 @@ Blocks and batches
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -28,9 +42,9 @@ import pandas as pd
 
 from reid_aug.errors import DatasetError
 from reid_aug.keypoints import MISSING
-from reid_aug.synthesis.naming import synthesized_name
+from reid_aug.synthesis.naming import source_stem, synthesized_name
 from reid_aug.synthesis.posebank import SALT_SOURCES, PoseBank
-from reid_aug.synthesis.strategies import STRATEGIES, assign_target_poses
+from reid_aug.synthesis.strategies import STRATEGIES, assign_units
 from reid_aug.utils.io import sha256_lines
 
 log = logging.getLogger(__name__)
@@ -47,7 +61,8 @@ class SynthesisPlan:
     source image; ``sha256``: hash of the ``file,source,target`` lines; ``dataset_fingerprint``:
     hash of the train split (names, sizes, keypoints); ``partial_pose_identities``: identities whose
     sources are images without a full torso (fallback); ``n_clusters``: the strategy's clusters (0
-    without clusters).
+    without clusters); ``n_sources``: distinct source images; ``exclude_own``: the identity's own
+    poses were left out of its targets (bank and identities from one dataset).
     """
 
     table: pd.DataFrame
@@ -59,6 +74,8 @@ class SynthesisPlan:
     dataset_fingerprint: str
     identities: list = field(default_factory=list)
     partial_pose_identities: list = field(default_factory=list)
+    n_sources: int = 0
+    exclude_own: bool = True
 
 
 @dataclass(frozen=True)
@@ -94,13 +111,19 @@ def _first(ids: list, n: int = 10) -> str:
     return ", ".join(map(str, ids[:n])) + (", ..." if len(ids) > n else "")
 
 
-def source_images(index) -> _Sources:
-    """Source images per identity: full-torso images, else (fallback) images with any annotated joint."""
+def source_images(index, keep=None, every_image: bool = False) -> _Sources:
+    """Source images per identity: full-torso images, else (fallback) images with any annotated joint;
+    with ``every_image`` every image. ``keep``: only these names (None: all)."""
     train = index.split("train")
     train = train[train["kind"] == "normal"].sort_values("name", kind="stable")
+    if keep is not None:
+        train = train[train["name"].isin(set(keep))]
+    all_pids = sorted(int(p) for p in train["pid"].unique())
+    if every_image:
+        by_pid = {int(p): g["name"].tolist() for p, g in train.groupby("pid", sort=True)}
+        return _Sources(train, by_pid, [], [], all_pids)
     usable = train[train["pose_ok"].astype(bool)]
     by_pid = {int(p): g["name"].tolist() for p, g in usable.groupby("pid", sort=True)}
-    all_pids = sorted(int(p) for p in train["pid"].unique())
     rest = train[~train["pid"].isin(list(by_pid))]
     partial = []
     if len(rest):
@@ -120,35 +143,93 @@ def source_images(index) -> _Sources:
     return _Sources(train, by_pid, partial, skipped, [p for p in all_pids if p in by_pid])
 
 
+def source_key(name: str) -> int:
+    """A stable 56-bit number of a source image (its stem): the per-image unit's random stream."""
+    return int.from_bytes(hashlib.sha256(source_stem(name).encode()).digest()[:7], "big")
+
+
+def _units(src: _Sources, pids: list, per_image: int | None, poses_per_id: int, seed: int) -> list:
+    """``(unit, k, [(source, k_of_name)] )`` per unit: who is synthesized from which source, in plan order."""
+    out = []
+    for pid in pids:
+        names = src.by_pid[pid]
+        if per_image:
+            out += [((pid, source_key(n)), per_image, [(n, k) for k in range(per_image)]) for n in names]
+            continue
+        rng = np.random.default_rng([int(seed), pid, SALT_SOURCES])
+        srcs = [names[i] for i in rng.permutation(len(names))]
+        out.append(((pid,), poses_per_id, [(srcs[k % len(srcs)], k) for k in range(poses_per_id)]))  # all first
+    return out
+
+
 def build_plan(index, poses_per_id: int, strategy: str = "random", seed: int = 0, n_clusters: int | None = None,
-               max_identities: int | None = None, bank: PoseBank | None = None) -> SynthesisPlan:
-    """The full plan of a run (all shards). ``bank``: the target poses (default: ``index``'s train
-    split). Raises ``DatasetError`` for a dataset without valid poses or usable sources."""
+               max_identities: int | None = None, bank: PoseBank | None = None, *, per_image: int | None = None,
+               keep=None, every_image: bool = False, image_size=None) -> SynthesisPlan:
+    """The full plan of a run (all shards); the options are described in the module docstring. ``bank``:
+    the target poses (default: ``index``'s train split). Raises ``DatasetError`` for a dataset without
+    valid poses or usable sources."""
     bank = bank if bank is not None else PoseBank.from_index(index)   # raises when no train pose has a torso
-    src = source_images(index)
+    exclude_own = bank.same_dataset(index.root)
+    src = source_images(index, keep, every_image)
     pids = src.pids[: int(max_identities)] if max_identities is not None else src.pids
     if not pids:
         raise DatasetError(f"no training identity of {index.root} has a usable source image")
-    assignment = assign_target_poses(bank, pids, poses_per_id, strategy, seed, n_clusters)
+    units = _units(src, pids, per_image, poses_per_id, seed)
+    assignment = assign_units(bank, [u for u, _, _ in units], per_image or poses_per_id, strategy, seed, n_clusters,
+                              exclude_own)
     camid_of = dict(zip(src.train["name"], src.train["camid"]))
     rows, tgt_rows = [], []
-    for pid in pids:
-        rng = np.random.default_rng([int(seed), pid, SALT_SOURCES])
-        srcs = [src.by_pid[pid][i] for i in rng.permutation(len(src.by_pid[pid]))]
-        for k in range(poses_per_id):
-            name = srcs[k % len(srcs)]                      # all sources before any repeat
-            t = int(assignment.targets[pid][k])
-            cam = int(camid_of[name])
-            rows.append((synthesized_name(pid, cam, k, name), pid, cam, k, name, str(bank.names[t]),
-                         int(bank.pids[t]), int(assignment.clusters[pid][k])))
+    for unit, _, items in units:
+        for j, (name, k) in enumerate(items):
+            t, cam = int(assignment.targets[unit][j]), int(camid_of[name])
+            rows.append((synthesized_name(unit[0], cam, k, name), unit[0], cam, k, name, str(bank.names[t]),
+                         int(bank.pids[t]), int(assignment.clusters[unit][j])))
             tgt_rows.append(t)
     table = pd.DataFrame(rows, columns=list(PLAN_COLUMNS))
+    dup = table["file"][table["file"].duplicated()]
+    if len(dup):
+        raise DatasetError(f"two source images of {index.root} give the same synthesized name {dup.iloc[0]} "
+                           f"(their names differ only in the extension); rename one")
     paths = dict(zip(src.train["name"], src.train["path"]))
-    return SynthesisPlan(table=table, target_kps=bank.keypoints[np.asarray(tgt_rows, dtype=np.int64)],
+    tgt_rows = np.asarray(tgt_rows, dtype=np.int64)
+    return SynthesisPlan(table=table, target_kps=target_keypoints(bank, tgt_rows, image_size),
                          source_paths={s: paths[s] for s in table["source"].unique()}, skipped=src.skipped,
                          n_clusters=assignment.n_clusters, sha256=plan_sha256(table),
                          dataset_fingerprint=dataset_fingerprint(index), identities=pids,
-                         partial_pose_identities=sorted(set(src.partial) & set(pids)))
+                         partial_pose_identities=sorted(set(src.partial) & set(pids)),
+                         n_sources=int(table["source"].nunique()), exclude_own=exclude_own)
+
+
+def image_sizes(paths) -> list[tuple[int, int]]:
+    """``(H, W)`` of each image file (header only)."""
+    from PIL import Image
+
+    out = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                out.append((int(im.size[1]), int(im.size[0])))
+        except Exception as e:  # noqa: BLE001
+            raise DatasetError(f"cannot read image {p} ({type(e).__name__}: {e}); replace it or run "
+                               f"`reid-aug prepare DATASET --check-images`") from None
+    return out
+
+
+def target_keypoints(bank: PoseBank, rows: np.ndarray, image_size=None) -> np.ndarray:
+    """int16 (N, 18, 2) keypoints of bank ``rows``, rescaled from their own image's size to ``image_size``
+    = (H, W) when given (and the bank knows its files)."""
+    from reid_aug.pairs.torch_dataset import scale_keypoints
+
+    kps = bank.keypoints[rows]
+    if image_size is None or bank.paths is None or not len(rows):
+        return kps
+    uniq = np.unique(rows)
+    row_size = np.asarray(image_sizes(bank.paths[uniq]), dtype=np.int64)[np.searchsorted(uniq, rows)]   # (N, 2)
+    out = kps.copy()
+    for size in np.unique(row_size, axis=0):
+        sel = (row_size == size).all(axis=1)
+        out[sel] = scale_keypoints(kps[sel], tuple(int(v) for v in size), tuple(int(v) for v in image_size))
+    return out
 
 
 def uses_clusters(strategy: str) -> bool:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -49,12 +50,18 @@ class PoseBank:
     """Training poses usable as targets.
 
     ``names``: (N,) image names, sorted; ``pids``: (N,) int64 identity of each pose;
-    ``keypoints``: (N, 18, 2) int16 ``(y, x)``, ``-1`` = missing, torso always present.
+    ``keypoints``: (N, 18, 2) int16 ``(y, x)`` in the frame of each pose's own image, ``-1`` =
+    missing, torso always present; ``paths``: (N,) image files (None for a bank built from arrays);
+    ``dataset_root``: the resolved folder of the dataset the poses come from (None: unknown), which
+    tells the strategies whether a bank identity is the synthesized identity (same dataset) or
+    merely shares its number (another dataset).
     """
 
     names: np.ndarray
     pids: np.ndarray
     keypoints: np.ndarray
+    paths: np.ndarray | None = None
+    dataset_root: str | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -67,17 +74,20 @@ class PoseBank:
         rows = rows.sort_values("name", kind="stable")
         if len(rows) == 0:
             n_train = int((table["split"] == "train").sum())
+            where = getattr(index, "annotations_dir", None)
             raise DatasetError(
                 f"dataset {getattr(index, 'root', '?')} has no valid training pose: none of its {n_train} train images "
-                f"has an annotation with both shoulders and both hips (annotations looked up in "
-                f"{getattr(index, 'annotations_dir', '?')}); add the keypoint annotation CSV "
+                f"has an annotation with both shoulders and both hips ("
+                f"{f'annotations looked up in {where}' if where else 'no annotations/ folder'}); take the target "
+                f"poses from another dataset (`synthesize --pose-bank market`), add the keypoint annotation CSV "
                 f"(annotations/*annotation-train.csv) or run `reid-aug prepare` to see the keypoint coverage")
         names = rows["name"].to_numpy(dtype=object)
         kps = np.asarray(index.keypoints_for(list(names)), dtype=np.int16)
-        return cls.from_arrays(names, rows["pid"].to_numpy(dtype=np.int64), kps)
+        return cls.from_arrays(names, rows["pid"].to_numpy(dtype=np.int64), kps, paths=rows["path"].to_numpy(object),
+                               dataset_root=str(Path(index.root).resolve()) if hasattr(index, "root") else None)
 
     @classmethod
-    def from_arrays(cls, names, pids, keypoints) -> "PoseBank":
+    def from_arrays(cls, names, pids, keypoints, paths=None, dataset_root: str | None = None) -> "PoseBank":
         """Build from arrays; rows without a full torso are dropped, the rest sorted by name."""
         names = np.asarray(names, dtype=object)
         pids = np.asarray(pids, dtype=np.int64)
@@ -86,7 +96,19 @@ class PoseBank:
             raise ValueError("names, pids and keypoints must have the same length")
         ok = torso_present(keypoints)
         order = np.argsort(names[ok].astype(str), kind="stable")
-        return cls(names[ok][order], pids[ok][order], keypoints[ok][order])
+        paths = None if paths is None else np.asarray(paths, dtype=object)[ok][order]
+        return cls(names[ok][order], pids[ok][order], keypoints[ok][order], paths, dataset_root)
+
+    def same_dataset(self, root) -> bool:
+        """The poses come from the dataset at ``root`` (True when the bank's dataset is unknown)."""
+        return self.dataset_root is None or Path(self.dataset_root) == Path(root).resolve()
+
+    def fingerprint(self) -> str:
+        """sha256 over the bank's ``name,pid,keypoints`` lines (which poses a run could be shown in)."""
+        from reid_aug.utils.io import sha256_lines
+
+        return sha256_lines(f"{n},{p},{','.join(map(str, k.reshape(-1).tolist()))}"
+                            for n, p, k in zip(self.names, self.pids, self.keypoints))
 
     def normalized(self) -> np.ndarray:
         """(N, 18, 2) float32 normalised poses, ``NaN`` for missing joints."""

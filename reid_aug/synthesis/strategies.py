@@ -3,16 +3,21 @@
 A strategy is one function registered under its name in :data:`STRATEGIES`::
 
     @register_strategy("rotate", summary="...")
-    def _assign_rotate(bank, pids, k, seed, n_clusters) -> TargetAssignment: ...
+    def _assign_rotate(bank, units, k, seed, n_clusters, exclude_own) -> TargetAssignment: ...
 
-It gets the :class:`~reid_aug.synthesis.posebank.PoseBank`, the identities to plan (sorted ints),
-K, the run's seed and ``n_clusters`` (None unless the user set it), and returns a
-:class:`TargetAssignment`. ``--strategy`` / ``strategy:`` accept every registered name; the plan,
-the descriptor and the manifest need nothing else. A strategy must draw from
-``numpy.random.default_rng([seed, pid, salt])`` (its own salt) so that the choice for an identity
-depends only on the seed, the identity and the bank (shards then agree with a single run).
+It gets the :class:`~reid_aug.synthesis.posebank.PoseBank`, the *units* to plan (tuples of ints
+whose first element is the identity: ``(pid,)`` for K images per identity, ``(pid, source_key)``
+for K images per source image), K, the run's seed, ``n_clusters`` (None unless the user set it)
+and ``exclude_own`` (leave out the bank poses of the unit's identity: true when bank and
+synthesized identities come from one dataset; across datasets a shared pid number means nothing),
+and returns a :class:`TargetAssignment` keyed by unit. ``--strategy`` / ``strategy:`` accept every
+registered name; the plan, the descriptor and the manifest need nothing else. A strategy must draw
+from ``numpy.random.default_rng([seed, *unit, salt])`` (its own salt) so that the choice for a unit
+depends only on the seed, the unit and the bank (shards then agree with a single run; for
+``(pid,)`` units this is ``[seed, pid, salt]``, the streams of 0.2).
 
-``random``  K poses drawn uniformly, without replacement, from the poses of *other* identities.
+``random``  K poses drawn uniformly, without replacement, from the poses of *other* identities
+            (all bank poses when the bank is another dataset's).
 ``diverse`` the bank is clustered into ``C >= K`` clusters (default ``C = K``) and each identity
             gets one pose of another identity from each of K different clusters (visited in a
             per-identity random order), so a person is shown in K clearly different poses -- the
@@ -54,7 +59,7 @@ MAX_CANDIDATES = 256
 
 @dataclass(frozen=True)
 class TargetAssignment:
-    """Target poses per identity: ``targets[pid]`` = (K,) bank row indices, ``clusters[pid]`` = (K,)
+    """Target poses per unit: ``targets[unit]`` = (K,) bank row indices, ``clusters[unit]`` = (K,)
     cluster of each (``-1`` without clusters), the cluster labels of the bank (or None) and their count
     (0 without clusters)."""
 
@@ -64,13 +69,13 @@ class TargetAssignment:
     n_clusters: int
 
 
-AssignFn = Callable[[PoseBank, list, int, int, "int | None"], TargetAssignment]
+AssignFn = Callable[[PoseBank, list, int, int, "int | None", bool], TargetAssignment]
 
 
 @dataclass(frozen=True)
 class TargetStrategy:
-    """A registered strategy: ``assign(bank, pids, k, seed, n_clusters)``; ``uses_clusters``: the
-    strategy reads ``n_clusters`` (then it is part of the run's identity in the descriptor)."""
+    """A registered strategy: ``assign(bank, units, k, seed, n_clusters, exclude_own)``; ``uses_clusters``:
+    the strategy reads ``n_clusters`` (then it is part of the run's identity in the descriptor)."""
 
     name: str
     assign: AssignFn
@@ -89,23 +94,37 @@ def register_strategy(name: str, *, uses_clusters: bool = False, summary: str = 
     return deco
 
 
-def assign_target_poses(bank: PoseBank, pids, k: int, strategy: str = "random", seed: int = 0,
-                        n_clusters: int | None = None) -> TargetAssignment:
-    """Choose ``k`` target poses (bank rows) of *other* identities for each identity in ``pids``.
+def assign_units(bank: PoseBank, units, k: int, strategy: str = "random", seed: int = 0,
+                 n_clusters: int | None = None, exclude_own: bool = True) -> TargetAssignment:
+    """Choose ``k`` target poses (bank rows) for each unit (see the module docstring), keyed by unit.
 
-    Raises ``DatasetError`` when the bank has no pose of another identity, ``ValueError`` for an
-    unknown strategy or ``k < 1``.
+    Raises ``DatasetError`` when the bank has no usable pose, ``ValueError`` for an unknown strategy
+    or ``k < 1``.
     """
     entry = STRATEGIES.get(strategy)
     if entry is None:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if k < 1:
         raise ValueError("poses per identity must be >= 1")
-    return entry.assign(bank, [int(p) for p in pids], int(k), int(seed), n_clusters)
+    units = [tuple(int(v) for v in u) for u in units]
+    return entry.assign(bank, units, int(k), int(seed), n_clusters, bool(exclude_own))
 
 
-def _others(bank: PoseBank, pid: int) -> np.ndarray:
-    """(N,) bool: bank poses of identities other than ``pid``."""
+def assign_target_poses(bank: PoseBank, pids, k: int, strategy: str = "random", seed: int = 0,
+                        n_clusters: int | None = None, exclude_own: bool = True) -> TargetAssignment:
+    """:func:`assign_units` for K poses per identity, keyed by pid (poses of *other* identities when
+    ``exclude_own``)."""
+    a = assign_units(bank, [(int(p),) for p in pids], k, strategy, seed, n_clusters, exclude_own)
+    return TargetAssignment({u[0]: t for u, t in a.targets.items()}, {u[0]: c for u, c in a.clusters.items()},
+                            a.labels, a.n_clusters)
+
+
+def _others(bank: PoseBank, pid: int, exclude_own: bool = True) -> np.ndarray:
+    """(N,) bool: bank poses a unit of identity ``pid`` may be shown in."""
+    if not exclude_own:
+        if not len(bank):
+            raise DatasetError("the pose bank is empty")
+        return np.ones(len(bank), dtype=bool)
     others = bank.pids != pid
     if not others.any():
         raise DatasetError(f"the pose bank holds no pose of an identity other than {pid}; "
@@ -114,18 +133,20 @@ def _others(bank: PoseBank, pid: int) -> np.ndarray:
 
 
 @register_strategy("random", summary="K poses of other identities, uniformly")
-def _assign_random(bank: PoseBank, pids: list, k: int, seed: int, n_clusters: int | None = None) -> TargetAssignment:
+def _assign_random(bank: PoseBank, units: list, k: int, seed: int, n_clusters: int | None = None,
+                   exclude_own: bool = True) -> TargetAssignment:
     targets, clusters = {}, {}
-    for pid in pids:
-        cand = np.flatnonzero(_others(bank, pid))
-        rng = np.random.default_rng([seed, pid, SALT_RANDOM])
-        targets[pid] = rng.choice(cand, size=k, replace=len(cand) < k).astype(np.int64)
-        clusters[pid] = np.full(k, -1, dtype=np.int64)
+    for unit in units:
+        cand = np.flatnonzero(_others(bank, unit[0], exclude_own))
+        rng = np.random.default_rng([seed, *unit, SALT_RANDOM])
+        targets[unit] = rng.choice(cand, size=k, replace=len(cand) < k).astype(np.int64)
+        clusters[unit] = np.full(k, -1, dtype=np.int64)
     return TargetAssignment(targets, clusters, None, 0)
 
 
 @register_strategy("diverse", uses_clusters=True, summary="one pose from each of K pose clusters")
-def _assign_diverse(bank: PoseBank, pids: list, k: int, seed: int, n_clusters: int | None = None) -> TargetAssignment:
+def _assign_diverse(bank: PoseBank, units: list, k: int, seed: int, n_clusters: int | None = None,
+                    exclude_own: bool = True) -> TargetAssignment:
     c = int(n_clusters) if n_clusters is not None else k
     if c < k:
         raise ValueError(f"diverse needs at least K={k} clusters, got n_clusters={c}")
@@ -133,21 +154,21 @@ def _assign_diverse(bank: PoseBank, pids: list, k: int, seed: int, n_clusters: i
     norm = bank.normalized()
     members, core = _cluster_cores(pose_features(norm), labels, c)
     targets, clusters = {}, {}
-    for pid in pids:
-        others = _others(bank, pid)
-        rng = np.random.default_rng([seed, pid, SALT_DIVERSE])
+    for unit in units:
+        others = _others(bank, unit[0], exclude_own)
+        rng = np.random.default_rng([seed, *unit, SALT_DIVERSE])
         usable = [j for j in range(c) if others[members[j]].any()]
         order = rng.permutation(np.asarray(usable, dtype=np.int64))
         if len(order) < k:
             # Only when a cluster holds nothing but this identity's own poses: reuse clusters.
             log.warning("identity %d: only %d of %d pose clusters hold other identities' poses; "
-                        "some clusters are used twice", pid, len(order), c)
+                        "some clusters are used twice", unit[0], len(order), c)
             order = np.resize(order, k)
         chosen = []
         for j in order[:k]:
             chosen.append(_pick_in_cluster(members[j], others, core, chosen, norm, rng))
-        targets[pid] = np.asarray(chosen, dtype=np.int64)
-        clusters[pid] = np.asarray(order[:k], dtype=np.int64)
+        targets[unit] = np.asarray(chosen, dtype=np.int64)
+        clusters[unit] = np.asarray(order[:k], dtype=np.int64)
     return TargetAssignment(targets, clusters, labels, c)
 
 

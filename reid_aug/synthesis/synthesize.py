@@ -1,4 +1,5 @@
-"""``reid-aug synthesize``: K pose-transferred images per training identity, as a Market-layout folder.
+"""``reid-aug synthesize``: K pose-transferred images per training identity (or per training image with
+``per_image``), as a Market-layout folder; optionally filtered by a Re-ID model (``filter.model``).
 
     cfg = load_synthesis_config(overrides=["poses_per_id=10"])     # recipes/synthesize.yaml + overrides
     summary = synthesize(cfg)
@@ -7,10 +8,12 @@ The modules of the package, in the order of the data flow:
 
 - :mod:`~reid_aug.synthesis.config`: :class:`SynthesisConfig`, its checks, shards;
 - :mod:`~reid_aug.synthesis.inputs`: which generator (the newest finished run by default), which
-  dataset (the generator's by default), cross-dataset warning;
+  dataset (the generator's by default), cross-dataset warning, another dataset's pose bank;
+- :mod:`~reid_aug.synthesis.lineage`: the low-data regime's check of what the generator saw;
 - :mod:`~reid_aug.synthesis.plan`: sources, target poses (:mod:`~reid_aug.synthesis.strategies` over
   :mod:`~reid_aug.synthesis.posebank`), file names (:mod:`~reid_aug.synthesis.naming`), blocks, batches;
 - :mod:`~reid_aug.synthesis.folder`: descriptor, manifests, contact sheet; :mod:`~reid_aug.synthesis.verify`;
+- :mod:`~reid_aug.synthesis.filter`: scores and the kept images (run once the set is complete);
 - :mod:`~reid_aug.synthesis.job`: the work around the loop; this module: the loop;
 - :mod:`~reid_aug.synthesis.writer`: the bounded pool of atomic JPEG writers.
 
@@ -102,10 +105,10 @@ def synthesize(cfg: SynthesisConfig, on_batch=None) -> dict:
     (tests use it to interrupt a run). Returns a summary: ``written``, ``skipped_existing``,
     ``out_dir``, ``manifest`` (path or None), ``contact_sheet``, ``n_planned`` (this shard),
     ``n_images`` (whole run), ``identities``, ``skipped_identities``, ``partial_pose_identities``,
-    ``shard``, ``device``, ``stage``, ``timings`` (seconds: ``wall``; ``loop`` = the generation loop
-    until the last file is written; ``load``, ``generate``, ``encode_write`` = summed thread time of
-    each stage; ``load_wait``, ``write_wait`` = time the generator loop waited for them) and
-    ``images_per_s`` (written / wall).
+    ``shard``, ``device``, ``stage``, ``filter`` (the filter record, or None), ``timings`` (seconds:
+    ``wall``; ``loop`` = the generation loop until the last file is written; ``load``, ``generate``,
+    ``encode_write`` = summed thread time of each stage; ``load_wait``, ``write_wait`` = time the
+    generator loop waited for them) and ``images_per_s`` (written / wall).
     """
     import torch
     from tqdm import tqdm

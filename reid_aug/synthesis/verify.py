@@ -60,8 +60,8 @@ def _load_manifest(sset: SynthesizedSet, rep: VerifyReport) -> pd.DataFrame:
             else pd.DataFrame(columns=list(MANIFEST_COLUMNS)))
 
 
-def _descriptor_run(sset: SynthesizedSet, rep: VerifyReport) -> dict | None:
-    """The descriptor's ``run``, or None (noting why) when it is absent or unreadable."""
+def _descriptor(sset: SynthesizedSet, rep: VerifyReport):
+    """The descriptor, or None (noting why) when it is absent or unreadable."""
     try:
         desc = read_descriptor(sset.path)
     except SynthesisError as e:
@@ -69,8 +69,32 @@ def _descriptor_run(sset: SynthesizedSet, rep: VerifyReport) -> dict | None:
         return None
     if desc is None:
         rep.problems.append(f"no {sset.descriptor.name}: not a synthesis folder, or the run never started")
-        return None
-    return desc.run
+    return desc
+
+
+def _check_filter(sset: SynthesizedSet, record: dict | None, manifest: pd.DataFrame, rep: VerifyReport) -> None:
+    """A filtered set: scores.csv covers the manifest and its ``kept`` column is the recorded rule's."""
+    from reid_aug.errors import RecordError
+    from reid_aug.synthesis.filter import apply_filter, read_scores
+
+    if record is None:
+        if "kept" in manifest.columns:
+            rep.problems.append("the manifest has a kept column but the descriptor records no filter")
+        return
+    if "kept" not in manifest.columns:
+        rep.problems.append("the descriptor records a filter but the manifest has no kept column")
+        return
+    try:
+        expected = apply_filter(manifest, read_scores(sset), record)["kept"].to_numpy()
+    except (RecordError, SynthesisError) as e:
+        rep.problems.append(f"filter: {e}")
+        return
+    differ = int((expected != manifest["kept"].to_numpy()).sum())
+    if differ:
+        rep.problems.append(f"{differ} kept flag(s) of the manifest disagree with scores.csv and the recorded rule")
+    if int(manifest["kept"].sum()) != record.get("n_kept"):
+        rep.problems.append(f"the manifest keeps {int(manifest['kept'].sum())} images, the descriptor says "
+                            f"{record.get('n_kept')}")
 
 
 def _compare_with_run(run: dict, manifest: pd.DataFrame, rep: VerifyReport) -> None:
@@ -106,20 +130,21 @@ def verify_synthesis(out_dir: str | Path, workers: int = 4) -> VerifyReport:
     Reports files listed but absent (``missing``), files present but not listed (``extra``, including
     a killed writer's ``.*.tmp``), files whose bytes or name disagree with their row (``mismatched``),
     and folder-level problems (no descriptor, no merged manifest, row count or plan hash differing
-    from the descriptor, duplicate rows).
+    from the descriptor, duplicate rows, ``kept`` flags that are not the recorded filter's).
     """
     sset = SynthesizedSet(out_dir)
     if not sset.path.is_dir():
         raise SynthesisError(f"{sset.path} is not a folder; pass the --out folder of `reid-aug synthesize`")
     rep = VerifyReport(sset.path)
-    run = _descriptor_run(sset, rep)
+    desc = _descriptor(sset, rep)
     manifest = _load_manifest(sset, rep)
     rep.n_manifest = len(manifest)
     dups = manifest["file"][manifest["file"].duplicated()].tolist()
     if dups:
         rep.problems.append(f"{len(dups)} duplicate manifest row(s), e.g. {dups[0]}")
-    if run is not None and sset.manifest.is_file():
-        _compare_with_run(run, manifest, rep)
+    if desc is not None and sset.manifest.is_file():
+        _compare_with_run(desc.run, manifest, rep)
+        _check_filter(sset, desc.info.get("filter"), manifest, rep)
     on_disk = sorted(e.name for e in os.scandir(sset.images) if e.is_file()) if sset.images.is_dir() else []
     rep.n_files = sum(not n.startswith(".") for n in on_disk)
     listed, disk = set(manifest["file"]), set(on_disk)

@@ -278,6 +278,19 @@ def test_prepare_writes_index_and_reports_missing_annotations(tiny, tmp_path):
     assert not list(work.glob(".*.tmp"))  # atomic writes leave no temp files
 
 
+def test_prepare_warns_about_unannotated_gallery_images_but_not_the_query(tiny, tmp_path, caplog):
+    """Market's annotation files never cover query images: that is normal and is said as info only."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="reid_aug.dataset.prepare"):
+        prepare_dataset(tiny, tmp_path / "work")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "1 image(s) have no annotation row (gallery 1" in warnings[0]
+    assert QUERY[0] not in warnings[0] and "reid-aug annotate" in warnings[0]
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any("do not cover the 1 query images" in m for m in infos)
+
+
 def test_prepare_check_images_fails_cleanly_and_writes_nothing(tiny, tmp_path):
     bad = tiny / "Market-1501-v15.09.15" / "query" / QUERY[0]
     bad.write_bytes(bad.read_bytes()[:200])

@@ -78,14 +78,29 @@ def prepare_dataset(root_or_spec: str | os.PathLike, work_dir: str | os.PathLike
             raise
         summary["test_pairs"] = {"source": None, "n": 0, "reason": str(e)}
 
-    if len(missing):
-        log.warning("%d image(s) have no annotation row (e.g. %s); they get an all-missing pose",
-                    len(missing), ", ".join(summary["missing_annotation"]["examples"][:3]))
+    _report_missing_annotations(table, missing)
     with atomic_path(work_dir / "index.csv") as tmp:
         table.to_csv(tmp, index=False)
     atomic_write_text(work_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     summary["work_dir"] = str(work_dir)
     return summary
+
+
+def _report_missing_annotations(table, missing) -> None:
+    """Warn about images without an annotation row, except the normal case: Market's pose-transfer
+    annotation files cover bounding_box_train and bounding_box_test, never the query images."""
+    n_query = int((table["split"] == "query").sum())
+    query_missing = missing[missing["split"] == "query"]
+    if n_query and len(query_missing) == n_query:
+        log.info("the annotation files do not cover the %d query images (as in Market-1501's); query images are "
+                 "only used for Re-ID evaluation, which needs no poses", n_query)
+        missing = missing[missing["split"] != "query"]
+    if len(missing):
+        by = ", ".join(f"{s} {n}" for s, n in missing["split"].value_counts().sort_index().items())
+        log.warning("%d image(s) have no annotation row (%s; e.g. %s): they get an all-missing pose, so they are "
+                    "never a training pair or a synthesis source; annotate them with `reid-aug annotate` or check "
+                    "that the annotation files belong to this dataset", len(missing), by,
+                    ", ".join(f"{r.split}/{r.name}" for r in missing.head(3).itertuples()))
 
 
 def format_summary(summary: dict) -> str:

@@ -210,9 +210,11 @@ def filter_cmd(set_dir, reid_model, rule, k, threshold, batch_size, device):
 # --------------------------------------------------------------------------- re-id benchmark
 @main.command("benchmark")
 @click.option("--model", default=None, help="torchreid model name (default: the recipe's; resnet50 without --recipe).")
-@click.option("--dataset", default="toy", show_default=True, help="market | toy | PATH")
+@click.option("--dataset", default=None,
+              help="market | toy | PATH (default: the dataset the synthesized set was made for).")
 @click.option("--augmented", "augmented_dir", type=click.Path(path_type=Path), default=None,
-              help="Output of `synthesize` (manifest.csv + bounding_box_train/).")
+              help="Output of `synthesize` (manifest.csv + bounding_box_train/); default: the newest under runs/.")
+@click.option("--baseline-only", is_flag=True, help="Train only the baseline (no synthesized set; needs --dataset).")
 @click.option("--recipe", default=None, help="Recipe name or YAML file.")
 @click.option("--set", "overrides", multiple=True, help="Dotted override (repeatable).")
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
@@ -226,8 +228,8 @@ def filter_cmd(set_dir, reid_model, rule, k, threshold, batch_size, device):
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Report folder.")
 @click.option("--baseline-from", type=click.Path(path_type=Path), default=None,
               help="Another benchmark folder whose comparable baseline runs are taken over instead of retrained.")
-def benchmark_cmd(model, dataset, augmented_dir, recipe, overrides, seeds, labels, pretrained, weights, rerank,
-                  generator_eval, out_dir, baseline_from):
+def benchmark_cmd(model, dataset, augmented_dir, baseline_only, recipe, overrides, seeds, labels, pretrained, weights,
+                  rerank, generator_eval, out_dir, baseline_from):
     """Train torchreid baselines with and without augmentation; write one report."""
     from reid_aug.reid.benchmark import resolve_benchmark, run_benchmark
 
@@ -235,7 +237,8 @@ def benchmark_cmd(model, dataset, augmented_dir, recipe, overrides, seeds, label
                             rerank=rerank)
     seed_list = _parse_seeds(seeds)
     out = run_benchmark(cfg, dataset=dataset, augmented_dir=augmented_dir, seeds=seed_list, weights=weights,
-                        generator_eval=generator_eval, out_dir=out_dir, baseline_from=baseline_from)
+                        generator_eval=generator_eval, out_dir=out_dir, baseline_from=baseline_from,
+                        baseline_only=baseline_only)
     click.echo(f"report: {out / 'report.md'}")
 
 

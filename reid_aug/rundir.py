@@ -170,8 +170,15 @@ class BenchmarkDir:
         object.__setattr__(self, "path", Path(self.path))
 
     @classmethod
-    def default(cls, model: str, dataset) -> "BenchmarkDir":
-        return cls(RUNS_ROOT / f"benchmark_{model}-{dataset_label(dataset)}")
+    def default(cls, model: str, dataset, augmented_dir=None) -> "BenchmarkDir":
+        """``runs/benchmark_<model>-<dataset>-<set>``: another model, dataset or synthesized set never lands in
+        (or is blocked by) the same default folder. ``<set>`` is ``<run>-<set folder>`` or ``baseline``."""
+        if augmented_dir is None:
+            tag = "baseline"
+        else:
+            aug = Path(augmented_dir).expanduser().resolve()
+            tag = f"{aug.parent.name}-{aug.name}"
+        return cls(RUNS_ROOT / f"benchmark_{model}-{dataset_label(dataset)}-{tag}")
 
     @property
     def config(self) -> Path:

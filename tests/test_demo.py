@@ -43,8 +43,8 @@ def test_report_numbers_lie_in_valid_ranges(demo_dir):
         for key in ("rank1", "rank5", "mAP"):
             assert 0.0 <= run[key] <= 1.0
         assert run["rank1"] <= run["rank5"]
-    assert runs["augmented_seed0"]["n_train_synthetic"] > 0
-    assert runs["baseline_seed0"]["n_train_synthetic"] == 0
+    assert runs["augmented_seed0"]["n_train_synthesized"] > 0
+    assert runs["baseline_seed0"]["n_train_synthesized"] == 0
 
     records = {r["row"]: r for r in json.loads((demo_dir / "generator" / "eval" / "metrics.json").read_text())["records"]
                if r["protocol"] == "defgan"}

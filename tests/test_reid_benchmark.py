@@ -35,7 +35,7 @@ def augmented(tiny_toy, tmp_path_factory):
 
 def test_augmented_dataset_keeps_source_pids(tiny_toy, augmented):
     from reid_aug.dataset.market import load_dataset
-    from reid_aug.reid.data import (REAL_DSETID, SYNTHETIC_DSETID, TORCHREID_MARKET_PATTERN, build_datamanager,
+    from reid_aug.reid.data import (REAL_DSETID, SYNTHESIZED_DSETID, TORCHREID_MARKET_PATTERN, build_datamanager,
                                     build_splits, read_augmented)
 
     index = load_dataset(tiny_toy)
@@ -48,8 +48,8 @@ def test_augmented_dataset_keeps_source_pids(tiny_toy, augmented):
     labels = {lab for _, lab, _, _ in splits.train}
     assert labels == set(range(len(real_pids))) == {lab for _, lab, _, _ in base.train}
     label2pid = {v: k for k, v in splits.pid2label.items()}
-    synth = [t for t in splits.train if t[3] == SYNTHETIC_DSETID]
-    assert len(synth) == len(aug) == splits.n_synthetic > 0
+    synth = [t for t in splits.train if t[3] == SYNTHESIZED_DSETID]
+    assert len(synth) == len(aug) == splits.n_synthesized > 0
     for path, lab, cam0, _ in synth:
         # torchreid's own Market pattern on the file name gives the same identity and camera
         pid, cam = map(int, TORCHREID_MARKET_PATTERN.search(path.rsplit("/", 1)[-1]).groups())
@@ -144,12 +144,12 @@ def test_missing_pretrained_weights_error(tiny_toy, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty_torch_home" / "hub"))
     cfg = resolve_benchmark(model="resnet18", recipe="reid_toy", pretrained=True)
     with pytest.raises(WeightsMissingError) as err:
-        run_benchmark(cfg, dataset=str(tiny_toy), out_dir=tmp_path / "out")
+        run_benchmark(cfg, dataset=str(tiny_toy), out_dir=tmp_path / "out", baseline_only=True)
     msg = str(err.value)
     assert "--weights FILE" in msg and "--no-pretrained" in msg and "resnet18" in msg
     assert not (tmp_path / "out" / "results.json").exists()      # failed before any work
     res = CliRunner().invoke(cli.main, ["benchmark", "--model", "resnet18", "--recipe", "reid_toy",
-                                        "--pretrained", "--dataset", str(tiny_toy),
+                                        "--pretrained", "--dataset", str(tiny_toy), "--baseline-only",
                                         "--out", str(tmp_path / "out2")])
     assert res.exit_code == 2 and "--no-pretrained" in res.output and "Traceback" not in res.output
 
@@ -196,8 +196,8 @@ def test_one_epoch_benchmark_writes_report(tiny_toy, augmented, tmp_path, monkey
         assert 0 <= rec["rank1"] <= rec["rank5"] <= 1 and 0 < rec["mAP"] <= 1
         assert 0 <= rec["rerank"]["mAP"] <= 1 and rec["wall_s"] > 0
     assert results["runs"]["augmented_seed0"]["epochs"] == 1
-    assert results["runs"]["augmented_seed0"]["n_train_synthetic"] > 0
-    assert results["runs"]["baseline_seed0"]["n_train_synthetic"] == 0
+    assert results["runs"]["augmented_seed0"]["n_train_synthesized"] > 0
+    assert results["runs"]["baseline_seed0"]["n_train_synthesized"] == 0
     report = (out / "report.md").read_text()
     rows = [line for line in report.splitlines() if line.startswith("| ")]
     assert [r.split("|")[1].strip() for r in rows[1:]] == ["baseline", "augmented", "delta", "baseline (re-ranked)",
@@ -215,7 +215,7 @@ def test_one_epoch_benchmark_writes_report(tiny_toy, augmented, tmp_path, monkey
     assert f.shape == (4, results["runs"]["augmented_seed0"]["feature_dim"]) and torch.isfinite(f).all()
     # the demo recipe is iteration-matched: the baseline (fewer images) takes exactly the augmented run's steps
     base, aug = results["runs"]["baseline_seed0"], results["runs"]["augmented_seed0"]
-    per_epoch = {v: (r["n_train_real"] + r["n_train_synthetic"]) // 8 for v, r in (("b", base), ("a", aug))}
+    per_epoch = {v: (r["n_train_real"] + r["n_train_synthesized"]) // 8 for v, r in (("b", base), ("a", aug))}
     assert per_epoch["a"] > per_epoch["b"]
     assert aug["iterations"] == per_epoch["a"] == base["iterations"] == sum(h["iterations"] for h in base["history"])
     assert base["epochs"] == -(-per_epoch["a"] // per_epoch["b"]) > 1 and base["budget"] == "iterations"
@@ -332,7 +332,7 @@ def test_epochs_budget_keeps_old_behaviour(tiny_toy, augmented, tmp_path, monkey
     out = run_benchmark(cfg, dataset=str(tiny_toy), augmented_dir=augmented, seeds=[0], out_dir=tmp_path / "b")
     results = json.loads((out / "results.json").read_text())
     for rec in results["runs"].values():
-        n_train = rec["n_train_real"] + rec["n_train_synthetic"]
+        n_train = rec["n_train_real"] + rec["n_train_synthesized"]
         assert rec["epochs"] == 1 and rec["iterations"] == n_train // 8 == rec["history"][0]["iterations"]
         assert rec["budget"] == "epochs"
     assert results["runs"]["augmented_seed0"]["iterations"] > results["runs"]["baseline_seed0"]["iterations"]

@@ -1,4 +1,4 @@
-"""Re-ID benchmark: torchreid training with and without synthetic images, our Market evaluator,
+"""Re-ID benchmark: torchreid training with and without synthesized images, our Market evaluator,
 k-reciprocal re-ranking in bounded memory, and the report.
 
 Heavy imports (torchreid, faiss, matplotlib) happen inside the functions.

@@ -1,7 +1,7 @@
 """``reid-aug benchmark``: torchreid baseline vs augmented, same recipe and seed, one report.
 
 For every seed: train the baseline (real train split) and the augmented model (real +
-synthetic images under their source pid), extract query/gallery features, evaluate with our
+synthesized images under their source pid), extract query/gallery features, evaluate with our
 vectorized Market evaluator (+ k-reciprocal re-ranking if asked) and record rank-1/5/10, mAP
 and wall time. Finished ``(variant, seed)`` runs are kept in ``OUT/results.json`` and skipped
 on a restart; an unfinished one continues from its last epoch (``OUT/runs/<variant>_seed<S>/``).
@@ -33,7 +33,9 @@ import torch
 
 from reid_aug.config import from_dict, load_config, save_config, to_dict
 from reid_aug.errors import CheckpointError, DatasetError, ReidAugError, WeightsMissingError
-from reid_aug.reid.config import BenchmarkConfig, with_cli
+from reid_aug.records import BenchmarkResults
+from reid_aug.reid.config import BenchmarkConfig, lr_schedule, schedule_warning, with_cli
+from reid_aug.rundir import BenchmarkDir
 from reid_aug.reid.models import (MODEL_FORMAT, build_model, extract_features, find_imagenet_weights,  # noqa: F401
                                   load_backbone_weights, load_reid_model, save_reid_model)
 from reid_aug.utils.io import atomic_torch_save, atomic_write_bytes, atomic_write_text, sha256_file
@@ -53,6 +55,9 @@ def resolve_benchmark(model: str | None = None, recipe: str | None = None, overr
     """Recipe (default ``reid_resnet50_market``) + ``--set`` overrides + the CLI's own options
     (``None`` keeps the recipe's value: e.g. ``--recipe reid_cpu_market`` keeps its model)."""
     cfg = load_config(BenchmarkConfig, recipe or DEFAULT_RECIPE, overrides)
+    warning = schedule_warning(cfg.train)
+    if warning:
+        log.warning("%s", warning)
     return with_cli(cfg, model=model, labels=labels, pretrained=pretrained, rerank=rerank)
 
 
@@ -66,7 +71,7 @@ def iters_per_epoch(n_train: int, batch_size: int, max_iters_per_epoch: int = 0)
 def training_plan(cfg: BenchmarkConfig, n_train: dict[str, int]) -> dict[str, dict]:
     """How long each variant trains under ``cfg.train.budget``.
 
-    ``n_train``: training images per variant, ``{"baseline": n_real[, "augmented": n_real + n_synthetic]}``.
+    ``n_train``: training images per variant, ``{"baseline": n_real[, "augmented": n_real + n_synthesized]}``.
     Returns per variant ``{"budget", "epochs", "iters_per_epoch", "total_iters", "lr_step_iters",
     "epochs_equivalent"}``: train ``epochs`` epochs (the last cut so that exactly ``total_iters``
     steps are taken), stepping the LR scheduler every ``lr_step_iters`` iterations (0: at each epoch
@@ -163,10 +168,10 @@ def _train_and_evaluate(cfg: BenchmarkConfig, splits, variant: str, seed: int, o
         raise AssertionError(f"torchreid's train loader has {len(dm.train_loader)} batches, the plan expected "
                              f"{iters_per_epoch(len(splits.train), t.batch_size)} (drop_last changed?)")
     optimizer = reid.optim.build_optimizer(model, optim=t.optimizer, lr=t.lr, weight_decay=t.weight_decay)
-    stepsize = t.stepsize[0] if t.lr_scheduler == "single_step" else list(t.stepsize)
+    sched_name, stepsize = lr_schedule(t)
     # always a scheduler: torchreid's checkpoint code breaks on scheduler=None. It counts the recipe's
     # epochs; an iteration-matched baseline steps it once per augmented epoch length (plan["lr_step_iters"])
-    scheduler = reid.optim.build_lr_scheduler(optimizer, lr_scheduler=t.lr_scheduler, stepsize=stepsize,
+    scheduler = reid.optim.build_lr_scheduler(optimizer, lr_scheduler=sched_name, stepsize=stepsize,
                                               gamma=t.gamma, max_epoch=t.epochs)
     engine = make_engine_class()(dm, model, optimizer, scheduler, use_gpu=use_gpu, label_smooth=t.label_smooth,
                                  labels=t.labels)
@@ -193,7 +198,7 @@ def _train_and_evaluate(cfg: BenchmarkConfig, splits, variant: str, seed: int, o
     metrics = evaluate_features(qf, gf, q_pids, g_pids, q_cams, g_cams, cfg)
     now = time.time()
     rec = {"variant": variant, "seed": seed, **{k: v for k, v in metrics.items()},
-           "n_train_real": splits.n_real, "n_train_synthetic": splits.n_synthetic,
+           "n_train_real": splits.n_real, "n_train_synthesized": splits.n_synthesized,
            "num_train_pids": splits.num_train_pids, "train_s": train["train_s"], "eval_s": now - t_eval,
            "wall_s": train["train_s"] + (now - t_eval), "session_s": now - t_start, "epochs": train["epochs"],
            "iterations": train["iterations"], "budget": plan["budget"], "training_plan": plan,
@@ -207,12 +212,16 @@ def _train_and_evaluate(cfg: BenchmarkConfig, splits, variant: str, seed: int, o
 
 # --------------------------------------------------------------------------- the benchmark
 def _load_results(path: Path) -> dict:
+    """``results.json`` as a plain dict (through the typed record: a binary or damaged file is one clear
+    line naming it; 0.1 files are upgraded), or ``{}`` where there is none."""
     if not path.is_file():
         return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ReidAugError(f"{path} is not valid JSON ({e}); delete it to rerun every (variant, seed)") from None
+    rec = BenchmarkResults.read(path)
+    return {"setup": rec.setup, "seeds": rec.seeds, "runs": rec.runs}
+
+
+def _write_results(path: Path, results: dict) -> None:
+    BenchmarkResults(setup=results["setup"], seeds=list(results["seeds"]), runs=results["runs"]).write(path)
 
 
 def _normalized_setup(setup):
@@ -239,19 +248,25 @@ def _default_generator_eval(augmented_dir: Path | None) -> Path | None:
     return cand if cand.is_file() else None
 
 
-def run_benchmark(cfg: BenchmarkConfig, dataset: str = "synthetic", augmented_dir: str | Path | None = None,
+def run_benchmark(cfg: BenchmarkConfig, dataset: str | None = None, augmented_dir: str | Path | None = None,
                   seeds: Sequence[int] = (0,), weights: str | Path | None = None,
                   generator_eval: str | Path | None = None, out_dir: str | Path | None = None,
-                  baseline_from: str | Path | None = None) -> Path:
+                  baseline_from: str | Path | None = None, baseline_only: bool = False) -> Path:
     """Train/evaluate baseline and augmented models for every seed; write the report. Returns ``out_dir``.
 
+    ``dataset`` / ``augmented_dir`` None: the newest synthesized set under runs/ and its dataset
+    (:func:`reid_aug.reid.inputs.resolve_benchmark_inputs`); ``baseline_only``: no synthesized set.
     ``baseline_from``: another benchmark folder whose baseline runs are taken over instead of trained again, where
     they are exactly comparable (same dataset, config, weights and baseline training plan; only the augmented
     folder differs), e.g. to compare several augmented sets against one baseline.
     """
+    from reid_aug.reid.inputs import resolve_benchmark_inputs
+
     if not seeds:
         raise ReidAugError("no seeds given (e.g. --seeds 0,1,2)")
-    out_dir = Path(out_dir) if out_dir is not None else Path("runs") / f"benchmark_{cfg.model.name}"
+    dataset, augmented_dir = resolve_benchmark_inputs(dataset, augmented_dir, baseline_only)
+    out_dir = Path(out_dir) if out_dir is not None else BenchmarkDir.default(cfg.model.name, dataset,
+                                                                             augmented_dir).path
     out_dir.mkdir(parents=True, exist_ok=True)
     threads_before = torch.get_num_threads()
     if cfg.runtime.threads > 0:
@@ -264,14 +279,16 @@ def run_benchmark(cfg: BenchmarkConfig, dataset: str = "synthetic", augmented_di
 
 def _reuse_baselines(results: dict, setup: dict, plan: dict, seeds, source: Path, out_dir: Path) -> int:
     """Copy comparable baseline runs of the benchmark in ``source`` into ``results``; returns how many."""
-    src_file = source / "results.json" if source.is_dir() else source
+    src_file = BenchmarkDir(source).results_json if source.is_dir() else source
+    if not src_file.is_file():
+        raise ReidAugError(f"--baseline-from {source}: no results.json there")
     other = _load_results(src_file)
     if not other:
         raise ReidAugError(f"--baseline-from {source}: no results.json there")
     skip = {"augmented_dir", "augmented_manifest_sha256"}
 
     def baseline_view(s: dict) -> dict:
-        # train.labels only labels synthetic images: a baseline has none, so it does not tell baselines apart
+        # train.labels only labels synthesized images: a baseline has none, so it does not tell baselines apart
         out = {k: v for k, v in s.items() if k not in skip}
         if isinstance(out.get("config"), dict):
             out["config"] = {**out["config"], "train": {k: v for k, v in out["config"].get("train", {}).items()
@@ -343,15 +360,15 @@ def _run(cfg, dataset, augmented_dir, seeds, weights, generator_eval, out_dir: P
     results = _load_results(results_path)
     if results and _normalized_setup(results.get("setup")) != setup:
         raise ReidAugError(f"{out_dir} holds results of a different benchmark (config incl. train.budget, dataset, "
-                           f"augmented folder or weights differ; see {results_path}); pass another --out or delete "
-                           f"that folder")
+                           f"synthesized set or weights differ; see {results_path}); pass another --out NEW_FOLDER "
+                           f"or delete that folder")
     results = {"setup": setup, "seeds": _run_seeds(results.get("runs", {})), "runs": results.get("runs", {})}
     if baseline_from is not None:
         _reuse_baselines(results, setup, plan, seeds, Path(baseline_from), out_dir)
         results["seeds"] = _run_seeds(results["runs"])
     save_config(cfg, out_dir / "config.yaml")
     # written before any training: a later run with another setup is refused instead of resuming these checkpoints
-    atomic_write_text(results_path, json.dumps(results, indent=1))
+    _write_results(results_path, results)
 
     todo = [(v, s) for s in seeds for v in variants if f"{v}_seed{s}" not in results["runs"]]
     done = len(seeds) * len(variants) - len(todo)
@@ -365,14 +382,14 @@ def _run(cfg, dataset, augmented_dir, seeds, weights, generator_eval, out_dir: P
         rec = _train_and_evaluate(cfg, splits[variant], variant, seed, out_dir, weights, device, plan[variant])
         results["runs"][f"{variant}_seed{seed}"] = rec
         results["seeds"] = _run_seeds(results["runs"])
-        atomic_write_text(results_path, json.dumps(results, indent=1))
+        _write_results(results_path, results)
         ck = out_dir / "runs" / f"{variant}_seed{seed}" / "checkpoint.pt"
         ck.unlink(missing_ok=True)   # the finished model lives in models/; results.json marks it done
-    atomic_write_text(results_path, json.dumps(results, indent=1))
+    _write_results(results_path, results)
     write_report(out_dir, results, seeds=list(seeds), generator_eval=gen_eval,
                  train_info={"plan": plan, "train_per_id": d.train_per_id, "subsample_seed": d.subsample_seed,
                              "n_real": splits["baseline"].n_real,
-                             "n_synthetic": splits["augmented"].n_synthetic if "augmented" in splits else 0,
+                             "n_synthesized": splits["augmented"].n_synthesized if "augmented" in splits else 0,
                              "num_train_pids": splits["baseline"].num_train_pids,
                              "n_query": splits["baseline"].info["n_query"],
                              "n_gallery": splits["baseline"].info["n_gallery"]})

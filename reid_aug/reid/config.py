@@ -42,8 +42,13 @@ class TrainConfig:
     lr_scheduler: str = "single_step"   # torchreid.optim.build_lr_scheduler: single_step | multi_step | cosine
     stepsize: tuple[int, ...] = (20,)   # single_step: decay every stepsize[0] epochs; multi_step: at these epochs
     gamma: float = 0.1
+    # Decay points as fractions of the training length (e.g. [0.5, 0.75]); when set they replace stepsize /
+    # lr_scheduler, so that `--set train.epochs=N` keeps the schedule's shape (a multi_step schedule at
+    # round(f * epochs)). A fixed stepsize does not follow the epochs: epochs 20 with stepsize [2] decays
+    # the LR ten times.
+    lr_decay_at: tuple[float, ...] = ()
     label_smooth: bool = True           # torchreid CrossEntropyLoss label smoothing (eps = 0.1)
-    labels: str = "same-id"             # synthetic images: "same-id" (their source pid) | "lsro" (uniform)
+    labels: str = "same-id"             # synthesized images: "same-id" (their source pid) | "lsro" (uniform)
     max_iters_per_epoch: int = 0        # > 0: cut every epoch after this many iterations (CPU sizing)
     # "epochs": both variants train `epochs` epochs (the papers' recipes; the augmented model, with more
     # images, takes more optimizer steps). "iterations": the baseline takes exactly as many steps as the
@@ -104,6 +109,9 @@ def validate(cfg: BenchmarkConfig) -> None:
         raise ConfigError(f"train.lr_scheduler={t.lr_scheduler!r}; expected single_step | multi_step | cosine")
     if not t.stepsize or any(s < 1 for s in t.stepsize):
         raise ConfigError(f"train.stepsize={t.stepsize!r}; expected positive epoch number(s)")
+    if any(not 0 < f <= 1 for f in t.lr_decay_at):
+        raise ConfigError(f"train.lr_decay_at={list(t.lr_decay_at)!r}: expected fractions of the training length "
+                          f"in (0, 1], e.g. [0.5, 0.75]")
     if d.height < 16 or d.width < 16:
         raise ConfigError(f"data.height/width {d.height}x{d.width} too small (>= 16)")
     if not e.ranks or min(e.ranks) < 1:
@@ -122,3 +130,34 @@ def with_cli(cfg: BenchmarkConfig, model: str | None = None, labels: str | None 
     if rerank:
         cfg = replace(cfg, eval=replace(cfg.eval, rerank=True))
     return cfg
+
+
+def lr_schedule(t: TrainConfig) -> tuple[str, int | list[int]]:
+    """``(torchreid lr_scheduler name, stepsize)`` for ``t``: ``train.lr_decay_at`` fractions become a
+    multi_step schedule at ``round(f * epochs)`` (at least epoch 1); otherwise the recipe's own."""
+    if t.lr_decay_at:
+        return "multi_step", sorted({max(1, round(f * t.epochs)) for f in t.lr_decay_at})
+    return t.lr_scheduler, (t.stepsize[0] if t.lr_scheduler == "single_step" else list(t.stepsize))
+
+
+def lr_decays(t: TrainConfig) -> int:
+    """How many times the schedule multiplies the LR by ``gamma`` within ``train.epochs`` epochs."""
+    name, step = lr_schedule(t)
+    if name == "single_step":
+        return (t.epochs - 1) // int(step)
+    if name == "multi_step":
+        return sum(1 for m in step if m <= t.epochs - 1)
+    return 0
+
+
+def schedule_warning(t: TrainConfig) -> str | None:
+    """A sentence when the LR schedule no longer fits the epochs it is given (too many decays, or an LR
+    that ends below 1e-6 of its start), else None."""
+    n = lr_decays(t)
+    final = t.gamma ** n
+    if n <= 3 and final >= 1e-6:
+        return None
+    name, step = lr_schedule(t)
+    return (f"the learning-rate schedule does not fit {t.epochs} epochs: {name} with stepsize {step} decays it "
+            f"{n} times, to {t.lr * final:.2g} ({final:.0e} of train.lr); express it relative to the training "
+            f"length, e.g. --set train.lr_decay_at=[0.5,0.75], or set train.stepsize for these epochs")

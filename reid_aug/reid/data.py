@@ -1,10 +1,10 @@
 """The Re-ID training/evaluation data as ONE torchreid ``ImageDataset``.
 
 - train: the real train images (optionally at most ``train_per_id`` per identity) plus, for the
-  augmented run, the synthetic images under their SOURCE pid. They must not be a second
+  augmented run, the synthesized images under their SOURCE pid. They must not be a second
   torchreid source: ``Dataset.__add__`` shifts the pids of a second source, which would turn
-  every synthetic image into a new identity. Labels are the real train pids relabelled
-  ``0..P-1`` (sorted by pid); cameras are 0-based; ``dsetid`` marks real (0) / synthetic (1)
+  every synthesized image into a new identity. Labels are the real train pids relabelled
+  ``0..P-1`` (sorted by pid); cameras are 0-based; ``dsetid`` marks real (0) / synthesized (1)
   so that the LSRO engine can tell them apart.
 - query / gallery: untouched Market protocol: junk (pid -1) left out as torchreid's Market
   loader does, distractors (0000) kept in the gallery.
@@ -30,8 +30,8 @@ from reid_aug.errors import DatasetError
 log = logging.getLogger(__name__)
 
 REAL_DSETID = 0
-SYNTHETIC_DSETID = 1
-# torchreid's Market1501 pattern: what any Re-ID code will read from a synthetic file name
+SYNTHESIZED_DSETID = 1
+# torchreid's Market1501 pattern: what any Re-ID code will read from a synthesized file name
 TORCHREID_MARKET_PATTERN = re.compile(r"([-\d]+)_c(\d)")
 MANIFEST_COLUMNS = ("file", "pid", "camid", "source_image", "target_pose_image", "strategy", "seed",
                     "generator_sha256")
@@ -47,7 +47,7 @@ class ReidSplits:
     gallery: list[tuple[str, int, int]]
     pid2label: dict[int, int]
     n_real: int
-    n_synthetic: int
+    n_synthesized: int
     train_per_id: int = 0
     info: dict = field(default_factory=dict)
 
@@ -67,7 +67,7 @@ class ReidSplits:
 
 # --------------------------------------------------------------------------- augmented folder
 def read_augmented(augmented_dir: str | Path) -> pd.DataFrame:
-    """The synthetic images of a ``synthesize`` output folder.
+    """The synthesized images of a ``synthesize`` output folder.
 
     Returns a DataFrame ``name, path, pid, camid`` (camid 1-based, as in the file name).
     The pid and camera come from the file name with torchreid's Market pattern
@@ -87,7 +87,7 @@ def read_augmented(augmented_dir: str | Path) -> pd.DataFrame:
     for p in files:
         m = TORCHREID_MARKET_PATTERN.search(p.name)
         if m is None:
-            raise DatasetError(f"synthetic image name {p.name} in {img_dir} does not match torchreid's "
+            raise DatasetError(f"synthesized image name {p.name} in {img_dir} does not match torchreid's "
                                f"Market pattern ([-\\d]+)_c(\\d); it cannot be given its source identity")
         rows.append(dict(name=p.name, path=str(p), pid=int(m.group(1)), camid=int(m.group(2))))
     table = pd.DataFrame(rows, columns=["name", "path", "pid", "camid"])
@@ -109,7 +109,7 @@ def read_augmented(augmented_dir: str | Path) -> pd.DataFrame:
         by_name = dict(zip(man_names, zip(man["pid"].astype(int), man["camid"].astype(int))))
         wrong = [n for n, pid, cam in zip(table["name"], table["pid"], table["camid"]) if by_name[n] != (pid, cam)]
         if wrong:
-            raise DatasetError(f"{len(wrong)} synthetic file name(s) in {img_dir} disagree with {manifest} on the "
+            raise DatasetError(f"{len(wrong)} synthesized file name(s) in {img_dir} disagree with {manifest} on the "
                                f"pid/camera, e.g. {wrong[0]}")
     else:
         log.warning("%s has no manifest.csv: identities taken from the file names alone", d)
@@ -131,7 +131,7 @@ def _subsample(train: pd.DataFrame, per_id: int, seed: int) -> pd.DataFrame:
 
 def build_splits(index, augmented: pd.DataFrame | None = None, train_per_id: int = 0,
                  subsample_seed: int = 0) -> ReidSplits:
-    """Real train (+ synthetic) / query / gallery lists for torchreid.
+    """Real train (+ synthesized) / query / gallery lists for torchreid.
 
     Args:
         index: a :class:`reid_aug.dataset.market.DatasetIndex`.
@@ -158,10 +158,10 @@ def build_splits(index, augmented: pd.DataFrame | None = None, train_per_id: int
     if augmented is not None and len(augmented):
         unknown = sorted(set(int(p) for p in augmented["pid"]) - set(pid2label))
         if unknown:
-            raise DatasetError(f"{len(unknown)} synthetic identit(ies) are not training identities of "
+            raise DatasetError(f"{len(unknown)} synthesized identit(ies) are not training identities of "
                                f"{index.image_root} (e.g. pid {unknown[0]}); the augmented folder was made from "
                                f"another dataset -- synthesize it from this one")
-        items += [(str(p), pid2label[int(pid)], int(cam) - 1, SYNTHETIC_DSETID)
+        items += [(str(p), pid2label[int(pid)], int(cam) - 1, SYNTHESIZED_DSETID)
                   for p, pid, cam in zip(augmented["path"], augmented["pid"], augmented["camid"])]
         n_synth = len(augmented)
 
@@ -173,7 +173,7 @@ def build_splits(index, augmented: pd.DataFrame | None = None, train_per_id: int
     if not query or not gallery:
         raise DatasetError(f"{index.image_root}: query ({len(query)}) or gallery ({len(gallery)}) is empty")
     return ReidSplits(train=items, query=query, gallery=gallery, pid2label=pid2label, n_real=len(items) - n_synth,
-                      n_synthetic=n_synth, train_per_id=int(train_per_id or 0),
+                      n_synthesized=n_synth, train_per_id=int(train_per_id or 0),
                       info=dict(dataset=str(index.image_root), n_query=len(query), n_gallery=len(gallery)))
 
 
@@ -231,7 +231,7 @@ def _base_dataset_class():
         reid = import_torchreid()
 
         class ReidAugImageDataset(reid.data.datasets.dataset.ImageDataset):
-            """Real (+ synthetic) train, Market query/gallery; the lists live on the class (``_splits``)
+            """Real (+ synthesized) train, Market query/gallery; the lists live on the class (``_splits``)
             because torchreid's registry instantiates datasets by name with fixed arguments."""
 
             _splits: ReidSplits | None = None

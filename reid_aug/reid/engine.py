@@ -1,7 +1,7 @@
 """Training: torchreid's softmax engine with our ``forward_backward``, and an explicit epoch loop.
 
 ``AugmentedSoftmaxEngine`` trains with label-smoothed cross-entropy on identity labels
-(``same-id``: synthetic images carry their source identity) or LSRO (synthetic images get a
+(``same-id``: synthesized images carry their source identity) or LSRO (synthesized images get a
 uniform target). We do not use ``Engine.run``: it prints, evaluates with torchreid's slow
 evaluator, and saves through ``save_checkpoint`` (which breaks with ``scheduler=None``); the
 loop below is explicit, shows a progress bar and checkpoints every epoch atomically.
@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from reid_aug.reid.data import SYNTHETIC_DSETID, import_torchreid
+from reid_aug.reid.data import SYNTHESIZED_DSETID, import_torchreid
 from reid_aug.utils.io import atomic_torch_save
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def make_engine_class():
 
     class AugmentedSoftmaxEngine(reid.engine.ImageSoftmaxEngine):
         """``labels``: ``same-id`` (torchreid CrossEntropyLoss with label smoothing on every sample)
-        or ``lsro`` (uniform target for samples whose ``dsetid`` is the synthetic one)."""
+        or ``lsro`` (uniform target for samples whose ``dsetid`` is the synthesized one)."""
 
         def __init__(self, datamanager, model, optimizer, scheduler, use_gpu=False, label_smooth=True,
                      labels="same-id"):
@@ -41,20 +41,20 @@ def make_engine_class():
 
         def forward_backward(self, data):
             imgs, pids = self.parse_data_for_train(data)
-            synthetic = torch.as_tensor(data["dsetid"]) == SYNTHETIC_DSETID
+            synthesized = torch.as_tensor(data["dsetid"]) == SYNTHESIZED_DSETID
             if self.use_gpu:
                 imgs, pids = imgs.cuda(non_blocking=True), pids.cuda(non_blocking=True)
             outputs = self.model(imgs)
             if self.labels == "lsro":
-                loss = self.lsro(outputs, pids, synthetic)
+                loss = self.lsro(outputs, pids, synthesized)
             else:
                 loss = self.compute_loss(self.criterion, outputs, pids)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            real = ~synthetic.to(outputs.device)
+            real = ~synthesized.to(outputs.device)
             acc = (outputs.argmax(1) == pids)[real].float().mean().item() if bool(real.any()) else float("nan")
-            return {"loss": loss.item(), "acc": acc, "n_synthetic": int(synthetic.sum())}
+            return {"loss": loss.item(), "acc": acc, "n_synthesized": int(synthesized.sum())}
 
     return AugmentedSoftmaxEngine
 
@@ -131,7 +131,7 @@ def train_epochs(engine, epochs: int, checkpoint_path: Path, max_iters_per_epoch
             if lr_step_iters > 0 and done % lr_step_iters == 0:
                 engine.update_lr()
             sums["loss"] += out["loss"]
-            if out["acc"] == out["acc"]:   # not NaN (batch of only synthetic images under LSRO)
+            if out["acc"] == out["acc"]:   # not NaN (batch of only synthesized images under LSRO)
                 sums["acc"] += out["acc"]
                 sums["n_acc"] += 1
             bar.update(1)

@@ -4,7 +4,7 @@ A generated image gets no one-hot label but a uniform distribution over the K tr
 identities; a real image keeps its (label-smoothed) identity. Per sample::
 
     real:       l = - sum_k q_k log p_k,   q = (1 - eps) onehot(y) + eps / K   (torchreid's CrossEntropyLoss)
-    synthetic:  l = - (1 / K) sum_k log p_k
+    synthesized:  l = - (1 / K) sum_k log p_k
 
 and the batch loss is the mean of ``l`` over all samples of the batch (paper, Eq. 3-4).
 """
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 
 class LSROLoss(nn.Module):
-    """Mixed real / synthetic loss; the real part is torchreid's ``CrossEntropyLoss``."""
+    """Mixed real / synthesized loss; the real part is torchreid's ``CrossEntropyLoss``."""
 
     def __init__(self, num_classes: int, eps: float = 0.1, label_smooth: bool = True, use_gpu: bool = False):
         super().__init__()
@@ -27,25 +27,25 @@ class LSROLoss(nn.Module):
         self.real_criterion = reid.losses.CrossEntropyLoss(num_classes=num_classes, eps=eps, use_gpu=use_gpu,
                                                            label_smooth=label_smooth)
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor, synthetic: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor, synthesized: torch.Tensor) -> torch.Tensor:
         """
         Args:
             logits: ``(B, K)`` identity logits.
-            targets: ``(B,)`` labels (ignored for synthetic samples).
-            synthetic: ``(B,)`` bool, True for generated images.
+            targets: ``(B,)`` labels (ignored for synthesized samples).
+            synthesized: ``(B,)`` bool, True for generated images.
 
         Returns:
             scalar: mean per-sample loss over the whole batch.
         """
-        synthetic = synthetic.to(torch.bool).to(logits.device)
+        synthesized = synthesized.to(torch.bool).to(logits.device)
         n = logits.shape[0]
-        n_syn = int(synthetic.sum())
+        n_syn = int(synthesized.sum())
         total = logits.new_zeros(())
         if n_syn < n:
-            real = ~synthetic
+            real = ~synthesized
             # torchreid's loss is a mean over the real samples; weight it back to a sum
             total = total + self.real_criterion(logits[real], targets[real]) * (n - n_syn)
         if n_syn:
-            log_probs = F.log_softmax(logits[synthetic], dim=1)
+            log_probs = F.log_softmax(logits[synthesized], dim=1)
             total = total - log_probs.mean(dim=1).sum()
         return total / n

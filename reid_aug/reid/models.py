@@ -14,6 +14,7 @@ import torch
 from reid_aug.config import from_dict, to_dict
 from reid_aug.errors import CheckpointError, WeightsMissingError
 from reid_aug.reid.config import BenchmarkConfig
+from reid_aug.runtime import load_torch_file
 from reid_aug.utils.io import atomic_torch_save
 
 log = logging.getLogger(__name__)
@@ -83,11 +84,8 @@ def load_backbone_weights(model: torch.nn.Module, path: str | Path) -> dict:
     if not path.is_file():
         raise WeightsMissingError(f"weights file {path} does not exist; pass an existing `--weights FILE` "
                                   f"or use `--no-pretrained`")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"{path} is not a PyTorch state dict that loads with weights_only=True "
-                              f"({type(e).__name__}: {e}); pass an ImageNet state_dict .pth") from None
+    state = load_torch_file(path, "an ImageNet state dict", "Pass an ImageNet state_dict .pth with --weights FILE "
+                            "(e.g. torchvision's resnet50-*.pth), or use --no-pretrained.")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -118,17 +116,12 @@ def save_reid_model(model, cfg: BenchmarkConfig, path: Path, extra: dict) -> Non
 
 def load_reid_model(path: str | Path, device: str | torch.device = "cpu"):
     """A model saved by the benchmark -> ``(model in eval mode, BenchmarkConfig)``."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"Re-ID model {path} does not exist; it is written as OUT/models/<variant>_seed<S>.pt "
-                              f"by `reid-aug benchmark`")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"{path} cannot be read as a Re-ID model ({type(e).__name__}: {e})") from None
+    hint = "Pass a Re-ID model written by `reid-aug benchmark` (OUT/models/<variant>_seed<S>.pt)."
+    ck = load_torch_file(path, "a Re-ID model", hint)
     if not isinstance(ck, dict) or ck.get("format") != MODEL_FORMAT:
-        raise CheckpointError(f"{path} is not a Re-ID model written by `reid-aug benchmark` (format "
-                              f"{ck.get('format') if isinstance(ck, dict) else type(ck).__name__!r})")
+        found = (f"kind {ck.get('kind')!r}" if isinstance(ck, dict) and "kind" in ck else
+                 f"format {ck.get('format')!r}" if isinstance(ck, dict) else f"a {type(ck).__name__}")
+        raise CheckpointError(f"{path} is not a Re-ID model (found {found}). {hint}")
     cfg = from_dict(BenchmarkConfig, ck["config"])
     model = build_model(cfg.model.name, ck["num_classes"])
     model.load_state_dict(ck["state_dict"])

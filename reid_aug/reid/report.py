@@ -189,7 +189,7 @@ def results_table(runs: dict, seeds: Sequence[int], gen: dict, rerank: bool) -> 
 def results_frame(runs: dict) -> pd.DataFrame:
     cols = ["variant", "seed", "rank1", "rank5", "rank10", "rank20", "mAP", "rerank_rank1", "rerank_rank5",
             "rerank_mAP", "train_s", "eval_s", "wall_s", "budget", "epochs", "iterations", "final_loss",
-            "n_train_real", "n_train_synthetic", "num_train_pids"]
+            "n_train_real", "n_train_synthesized", "num_train_pids"]
     rows = []
     for rec in runs.values():
         row = {c: rec.get(c) for c in cols}
@@ -308,9 +308,9 @@ def write_report(out_dir: str | Path, results: dict, seeds: Sequence[int], gener
         f"torchreid `{model.get('name')}` ({'ImageNet-initialised' if model.get('pretrained') else 'from scratch'}) "
         f"at {data.get('height')}x{data.get('width')}, {train.get('epochs')} epoch(s) "
         f"(budget `{train.get('budget', 'epochs')}`), batch {train.get('batch_size')}, "
-        f"synthetic labels `{train.get('labels')}`; dataset `{setup.get('dataset')}`.",
+        f"synthesized labels `{train.get('labels')}`; dataset `{setup.get('dataset')}`.",
         f"Train: {info.get('num_train_pids', '?')} identities, {info.get('n_real', '?')} real images ({subsample})"
-        + (f" + {info.get('n_synthetic')} synthetic images from `{setup.get('augmented_dir')}` under their source pid"
+        + (f" + {info.get('n_synthesized')} synthesized images from `{setup.get('augmented_dir')}` under their source pid"
            if setup.get("augmented_dir") else "; no augmented folder given (augmented row empty)")
         + f". Test: {info.get('n_query', '?')} queries, {info.get('n_gallery', '?')} gallery images "
           "(Market protocol: same pid + camera removed, junk out, distractors in).",
@@ -337,7 +337,7 @@ def write_report(out_dir: str | Path, results: dict, seeds: Sequence[int], gener
         lines.append(f"- `{key}`: wall {r['wall_s'] / 60:.1f} min (train {r['train_s'] / 60:.1f}, eval "
                      f"{r['eval_s'] / 60:.1f}), {_epochs_text(r)} = {r.get('iterations', '?')} iterations, "
                      f"final loss {r.get('final_loss') or float('nan'):.3f}, "
-                     f"{r['n_train_real']} real + {r['n_train_synthetic']} synthetic train images, "
+                     f"{r['n_train_real']} real + {r['n_train_synthesized']} synthesized train images, "
                      f"init: {'ImageNet ' + str(r['init'].get('path')) if r.get('init', {}).get('pretrained') else 'random'}")
     missing = [f"{v}_seed{s}" for s in seeds for v in ("baseline", "augmented") if f"{v}_seed{s}" not in runs]
     if missing:

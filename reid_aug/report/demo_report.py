@@ -136,7 +136,7 @@ def write_demo_report(out: Path, data_dir: Path, run_dir: Path, synth_dir: Path,
     md = [
         "# reid-aug demo report",
         "",
-        f"Built-in synthetic dataset `{data_dir}` -> PG² generator `{run_dir}` -> {synth_dir.name}/ -> "
+        f"Built-in toy dataset `{data_dir}` -> PG² generator `{run_dir}` -> {synth_dir.name}/ -> "
         f"torchreid benchmark `{bench_dir}`. Total {total / 60:.1f} min.",
         "",
         "## Pose transfer on test pairs (source | target pose | generated | target)",

@@ -10,13 +10,15 @@ for tests (about a minute or two).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reid_aug.config import load_config, save_config, to_dict
+from reid_aug.errors import ConfigError
 from reid_aug.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -24,83 +26,153 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Sizes of each step. ``*_overrides`` are dotted ``--set`` strings for the step's recipe."""
+    """Sizes of each step. ``generator_set`` / ``reid_set`` are partial recipes (nested mappings) merged
+    over the step's recipe, e.g. ``--set generator_set.train.g1_iters=100``."""
 
     seed: int = 0
     # Few real images per training identity, so that pose-transferred images have room to help.
     n_train_ids: int = 150
     n_test_ids: int = 150
     images_per_id: int = 4
-    generator_recipe: str = "pg2_toy"
-    generator_overrides: tuple[str, ...] = ()
+    generator: str = "pg2"              # the generator family; its toy recipe is <generator>_toy
+    generator_recipe: str = ""          # another recipe instead of <generator>_toy
+    generator_set: dict = field(default_factory=dict)
     eval_limit: int = 0                 # 0 = every test pair
     poses_per_id: int = 6
     strategy: str = "diverse"
     reid_recipe: str = "reid_toy"
-    reid_overrides: tuple[str, ...] = ()
+    reid_set: dict = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
 
+    def __post_init__(self):
+        checks = [("n_train_ids", self.n_train_ids >= 2, "must be >= 2 (training identities)"),
+                  ("n_test_ids", self.n_test_ids >= 2, "must be >= 2 (test identities)"),
+                  ("images_per_id", self.images_per_id >= 2, "must be >= 2 (a pair needs two images)"),
+                  ("poses_per_id", self.poses_per_id >= 1, "must be >= 1 (synthesized images per identity)"),
+                  ("eval_limit", self.eval_limit >= 0, "must be >= 0 (0 = every test pair)"),
+                  ("seeds", len(self.seeds) >= 1, "must name at least one seed, e.g. --seeds 0,1,2")]
+        for name, ok, what in checks:
+            if not ok:
+                raise ConfigError(f"demo option {name}={getattr(self, name)!r} (--set {name}=...): {what}")
+        for name in ("generator_set", "reid_set"):
+            if not isinstance(getattr(self, name), dict):
+                raise ConfigError(f"demo option {name} must be a mapping of recipe keys, e.g. "
+                                  f"--set {name}.train.epochs=2")
 
-QUICK_OVERRIDES = (
-    "n_train_ids=24", "n_test_ids=24", "images_per_id=4", "eval_limit=64", "poses_per_id=3",
-    "generator_overrides=[train.g1_iters=60, train.g2_iters=20, train.log_every=5, train.sample_every=40,"
-    " train.checkpoint_every=40]",
-    "reid_overrides=[train.epochs=2, data.height=64, data.width=32]",
-)
+    @property
+    def generator_recipe_name(self) -> str:
+        return self.generator_recipe or f"{self.generator}_toy"
 
 
 def demo_config(quick: bool = False, overrides=()) -> DemoConfig:
-    """The default demo (or the ``quick`` one) with extra dotted overrides."""
-    return load_config(DemoConfig, None, list(QUICK_OVERRIDES if quick else ()) + list(overrides))
+    """The default demo (``recipes/demo_quick.yaml`` for ``quick``) with extra dotted overrides."""
+    return load_config(DemoConfig, "demo_quick" if quick else None, list(overrides))
 
 
-def _step(name: str, timings: dict, fn):
+def as_overrides(partial: dict, prefix: str = "") -> list[str]:
+    """``{"train": {"epochs": 2}}`` -> ``["train.epochs=2"]`` (values as JSON, which YAML reads back)."""
+    out = []
+    for key, value in partial.items():
+        if isinstance(value, dict):
+            out += as_overrides(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}={json.dumps(value)}")
+    return out
+
+
+def _resolve_steps(cfg: DemoConfig, out: Path):
+    """Every step's config, resolved before any work: a bad option stops the demo at once, in the
+    user's words (``--set ...``), not after generator training."""
+    from reid_aug.generator.train import resolve_training
+    from reid_aug.reid.benchmark import resolve_benchmark
+    from reid_aug.synthesis.config import SynthesisConfig, check_config
+
+    data = out / "data"
+    gen_cfg, _ = resolve_training(str(data), cfg.generator_recipe_name, as_overrides(cfg.generator_set))
+    synth = SynthesisConfig(generator=None, out=str(out / "synthesized"), dataset=str(data),
+                            poses_per_id=cfg.poses_per_id, strategy=cfg.strategy, seed=cfg.seed)
+    # checked before the generator exists; it is filled in below
+    check_config(synth, {"poses_per_id": "--set poses_per_id", "strategy": "--set strategy", "seed": "--set seed"})
+    synth = dataclasses.replace(synth, generator=str(out / "generator"))
+    reid_cfg = resolve_benchmark(recipe=cfg.reid_recipe, overrides=as_overrides(cfg.reid_set))
+    return gen_cfg, synth, reid_cfg
+
+
+def _step(name: str, timings: dict, fn, done_before: bool, earlier: dict):
+    """Run one step; its timing is this run's, or the earlier run's where the step's output was already
+    complete (a re-run skips it: 0 s would not say how long it takes)."""
     log.info("demo: %s ...", name)
     t0 = time.perf_counter()
     out = fn()
-    timings[name] = round(time.perf_counter() - t0, 1)
-    log.info("demo: %s done in %.1f s", name, timings[name])
+    took = round(time.perf_counter() - t0, 1)
+    if done_before and name in earlier:
+        timings[name] = {**earlier[name], "ran": "earlier run"}
+    else:
+        timings[name] = {"seconds": took, "ran": "this run"}
+    log.info("demo: %s done in %.1f s", name, took)
     return out
+
+
+def _done_before(out: Path, cfg: DemoConfig) -> dict[str, bool]:
+    """Which steps' outputs are complete before this run (from their own records)."""
+    from reid_aug.records import read_json_object
+    from reid_aug.rundir import BenchmarkDir, GeneratorRun, SynthesizedSet
+
+    run = GeneratorRun(out / "generator")
+    run_info = read_json_object(run.run_json) if run.run_json.is_file() else {}
+    bench = BenchmarkDir(out / "benchmark")
+    runs = read_json_object(bench.results_json).get("runs", {}) if bench.results_json.is_file() else {}
+    return {"toy dataset": (out / "data" / "toy.json").is_file(),
+            "generator training": bool(run_info.get("complete")),
+            "generator evaluation": run.eval_dir().metrics_json.is_file(),
+            "synthesis": SynthesizedSet(out / "synthesized").complete(),
+            "re-id benchmark": all(f"{v}_seed{s}" in runs for s in cfg.seeds for v in ("baseline", "augmented"))}
+
+
+def _earlier_timings(out: Path) -> dict:
+    from reid_aug.errors import RecordError
+    from reid_aug.records import read_json_object
+
+    try:
+        old = read_json_object(out / "demo.json").get("timings_s", {}) if (out / "demo.json").is_file() else {}
+    except RecordError:
+        return {}
+    # 0.1 wrote plain seconds per step
+    return {k: (v if isinstance(v, dict) else {"seconds": v}) for k, v in old.items()}
 
 
 def run_demo(out_dir: str | Path = "reid-aug-demo", quick: bool = False, overrides=()) -> Path:
     """Run every step into ``out_dir`` and return the path of ``report.html``."""
-    from reid_aug.toyset import make_toy
-    from reid_aug.generator.train import resolve_training, train_generator
+    from reid_aug.generator.train import train_generator
     from reid_aug.metrics.evaluate_generator import evaluate_generator
-    from reid_aug.reid.benchmark import resolve_benchmark, run_benchmark
+    from reid_aug.reid.benchmark import run_benchmark
     from reid_aug.report.demo_report import write_demo_report
-    from reid_aug.synthesis.synthesize import SynthesisConfig, synthesize
+    from reid_aug.rundir import GeneratorRun
+    from reid_aug.synthesis.synthesize import synthesize
+    from reid_aug.toyset import make_toy
 
     cfg = demo_config(quick, overrides)
     out = Path(out_dir)
+    gen_cfg, synth_cfg, reid_cfg = _resolve_steps(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    timings: dict[str, float] = {}
+    done, earlier, timings = _done_before(out, cfg), _earlier_timings(out), {}
 
-    data_dir = _step("toy dataset", timings, lambda: make_toy(
-        out / "data", seed=cfg.seed, n_train_ids=cfg.n_train_ids, n_test_ids=cfg.n_test_ids,
-        images_per_id=cfg.images_per_id))
-    dataset = str(data_dir)
+    def step(name, fn):
+        return _step(name, timings, fn, done[name], earlier)
 
-    gen_cfg, _ = resolve_training(dataset, cfg.generator_recipe, cfg.generator_overrides)
-    run_dir = out / "generator"
+    data_dir = step("toy dataset", lambda: make_toy(out / "data", seed=cfg.seed, n_train_ids=cfg.n_train_ids,
+                                                     n_test_ids=cfg.n_test_ids, images_per_id=cfg.images_per_id))
+    dataset, run_dir = str(data_dir), out / "generator"
     # A finished or interrupted run folder is continued, never started over.
-    resume = (run_dir / "checkpoint.pt").is_file()
-    _step("generator training", timings, lambda: train_generator(gen_cfg, dataset, run_dir, resume=resume))
-
-    _step("generator evaluation", timings, lambda: evaluate_generator(
-        run_dir, dataset=dataset, limit=cfg.eval_limit or None))
-
-    synth_dir = out / "synthesized"
-    opts = SynthesisConfig(generator=str(run_dir), out=str(synth_dir), dataset=dataset, poses_per_id=cfg.poses_per_id,
-                           strategy=cfg.strategy, seed=cfg.seed)
-    synth_summary = _step("synthesis", timings, lambda: synthesize(opts))
-
-    reid_cfg = resolve_benchmark(recipe=cfg.reid_recipe, overrides=cfg.reid_overrides)
-    bench_dir = _step("re-id benchmark", timings, lambda: run_benchmark(
+    resume = GeneratorRun(run_dir).exists()
+    step("generator training", lambda: train_generator(gen_cfg, dataset, run_dir, resume=resume))
+    step("generator evaluation", lambda: evaluate_generator(run_dir, dataset=dataset, limit=cfg.eval_limit or None))
+    synth_summary = step("synthesis", lambda: synthesize(synth_cfg))
+    synth_dir = Path(synth_cfg.out)
+    bench_dir = step("re-id benchmark", lambda: run_benchmark(
         reid_cfg, dataset=dataset, augmented_dir=synth_dir, seeds=list(cfg.seeds),
-        generator_eval=run_dir / "eval" / "metrics.json", out_dir=out / "benchmark"))
+        generator_eval=GeneratorRun(run_dir).eval_dir().metrics_json, out_dir=out / "benchmark"))
 
     atomic_write_text(out / "demo.json", json.dumps({
         "config": to_dict(cfg), "timings_s": timings, "quick": quick,

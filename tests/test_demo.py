@@ -31,8 +31,11 @@ def test_report_pictures_exist_and_are_images(demo_dir):
             arr = np.asarray(im.convert("RGB"))
         assert arr.shape[0] > 50 and arr.shape[1] > 50
         assert arr.std() > 5, f"{rel} is blank"
-    # Pictures come before the numbers.
-    assert md.index("figures/") < md.index("## Numbers")
+    # The result comes first (issue 18): the first sentence, then the tables, then the pictures.
+    first = md.splitlines()[2]
+    assert first.startswith("Augmentation changed rank-1 by ") and "one seed: an anecdote" in first
+    assert "SSIM" in first and "copying the source" in first
+    assert md.index("| delta |") < md.index("figures/") and "± –" not in md
 
 
 def test_report_numbers_lie_in_valid_ranges(demo_dir):
@@ -78,7 +81,21 @@ def test_demo_rerun_resumes_without_retraining(demo_dir):
     assert result.exit_code == 0, result.output
     assert ckpt.stat().st_mtime_ns == before
     timings = json.loads((demo_dir / "demo.json").read_text())["timings_s"]
-    assert timings["generator training"] < 30
+    # the skipped steps keep the first run's times (not "Total 0.0 min")
+    assert all(t["ran"] == "earlier run" for t in timings.values()), timings
+    assert timings["generator training"]["seconds"] > 1
+    md = (demo_dir / "report.md").read_text()
+    assert "(earlier run)" in md and "total 0.0 min" not in md
+
+
+def test_bad_demo_option_stops_before_any_work_in_the_users_words(tmp_path):
+    result = CliRunner().invoke(main, ["demo", "--quick", "--out", str(tmp_path / "d"), "--set", "poses_per_id=0"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "poses_per_id=0 (--set poses_per_id=...): must be >= 1" in result.output
+    assert not (tmp_path / "d").exists()
+    result = CliRunner().invoke(main, ["demo", "--quick", "--out", str(tmp_path / "d"),
+                                       "--set", "reid_set.train.epochs=0"])
+    assert result.exit_code == 2 and "train.epochs" in result.output and not (tmp_path / "d").exists()
 
 
 def test_report_says_one_seed_is_not_a_result(demo_dir):

@@ -242,7 +242,9 @@ def test_one_epoch_benchmark_writes_report(tiny_toy, augmented, tmp_path, monkey
         run_benchmark(other, dataset=str(tiny_toy), augmented_dir=augmented, seeds=[0], out_dir=out)
 
 
-def test_generator_metrics_reader_is_tolerant(tmp_path):
+def test_generator_metrics_reader_reads_the_evaluation_record(tmp_path):
+    from pathlib import Path
+
     from reid_aug.reid.report import read_generator_metrics
 
     absent = read_generator_metrics(tmp_path / "nope.json")
@@ -251,11 +253,20 @@ def test_generator_metrics_reader_is_tolerant(tmp_path):
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
     assert "unreadable" in read_generator_metrics(broken)["is"]
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(bytes(range(256)))
+    assert "unreadable" in read_generator_metrics(binary)["ssim"]
+    # a 0.1 record (tests/data/v0.1): the headline model row, IS null with its reason
+    old = Path(__file__).parent / "data" / "v0.1" / "eval_metrics.json"
+    rec = json.loads(old.read_text())
+    model = next(r for r in rec["records"] if r["row"] == "model")
+    got = read_generator_metrics(old)
+    assert got["ssim"] == f"{model['ssim']:.4g}" and got["mask_ssim"] == f"{model['mask_ssim']:.4g}"
+    assert got["is"].startswith("n/a (no Inception weights") and "stage g2, defgan protocol" in got["source"]
+    # a JSON file of another kind is not guessed at through aliases
     flat = tmp_path / "flat.json"
     flat.write_text(json.dumps({"SSIM": 0.5, "mask-SSIM": {"mean": 0.8}, "IS": None}))
-    got = read_generator_metrics(flat)
-    assert got["ssim"] == "0.5" and got["mask_ssim"] == "0.8" and got["is"].startswith("n/a (null")
-    assert got["mask_is"].startswith("n/a (not in flat.json")
+    assert read_generator_metrics(flat)["ssim"].startswith("n/a (")
 
 
 def test_training_resumes_from_its_epoch_checkpoint(tiny_toy, tmp_path):

@@ -26,99 +26,51 @@ log = logging.getLogger(__name__)
 
 METRICS = (("rank1", "rank-1"), ("rank5", "rank-5"), ("mAP", "mAP"))
 GENERATOR_METRICS = (("ssim", "SSIM"), ("is", "IS"), ("mask_ssim", "mask-SSIM"), ("mask_is", "mask-IS"))
-_ALIASES = {
-    "ssim": {"ssim", "ssim_score"},
-    "is": {"is", "inception_score", "inception"},
-    "mask_ssim": {"mask_ssim", "maskssim", "ssim_mask", "masked_ssim"},
-    "mask_is": {"mask_is", "maskis", "is_mask", "mask_inception_score", "masked_is"},
-}
 
 
 # --------------------------------------------------------------------------- generator records
-def _norm(key: str) -> str:
-    return str(key).lower().replace("-", "_").replace(" ", "_")
-
-
-def _fmt_value(v: Any) -> str | None:
-    """A metric value in any of the shapes the records may use -> text, or None when absent."""
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, (int, float)):
-        return "n/a (NaN)" if isinstance(v, float) and math.isnan(v) else f"{v:.4g}"
+def _fmt_value(v: Any) -> str:
+    """An evaluation record's value -> text: a number, ``{"mean", "std"}`` or ``{"mean": None, "reason"}``."""
     if isinstance(v, dict):
-        keys = {_norm(k): k for k in v}
-        if "mean" in keys or "value" in keys:
-            val = v[keys.get("mean", keys.get("value"))]
-            if val is None:
-                reason = v.get(keys["reason"]) if "reason" in keys else None
-                if reason and str(reason).startswith("n/a"):
-                    return str(reason)
-                return f"n/a ({reason})" if reason else "n/a (null in the records)"
-            std = v.get(keys["std"]) if "std" in keys else None
-            return f"{val:.4g} ± {std:.2g}" if isinstance(std, (int, float)) else _fmt_value(val)
-        # e.g. {"defgan": 0.31, "pg2": 0.29}: one value per protocol
-        parts = [(k, _fmt_value(x)) for k, x in v.items() if _norm(k) not in ("reason", "n", "count")]
-        parts = [f"{k} {t}" for k, t in parts if t]
-        return " / ".join(parts) if parts else None
-    if v is None:
-        return "n/a (null in the records)"
-    return None
-
-
-def _find(obj: Any, aliases: set[str], depth: int = 0):
-    """Shallowest value whose key is one of ``aliases`` (dicts), or a record ``{"metric": name, ...}`` (lists)."""
-    if depth > 4:
-        return None
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if _norm(k) in aliases:
-                return v, k
-        for k, v in obj.items():
-            if isinstance(v, (dict, list)):
-                hit = _find(v, aliases, depth + 1)
-                if hit is not None:
-                    return hit
-    if isinstance(obj, list):
-        for item in obj:
-            if isinstance(item, dict):
-                name = next((item[k] for k in ("metric", "name", "key") if k in item), None)
-                if name is not None and _norm(name) in aliases:
-                    return {k: v for k, v in item.items() if k not in ("metric", "name", "key")}, name
-        for item in obj:
-            hit = _find(item, aliases, depth + 1)
-            if hit is not None:
-                return hit
-    return None
+        mean, std, reason = v.get("mean"), v.get("std"), v.get("reason")
+        if mean is None:
+            return str(reason) if reason and str(reason).startswith("n/a") else f"n/a ({reason or 'null in the records'})"
+        return f"{mean:.4g} ± {std:.2g}" if isinstance(std, (int, float)) else f"{mean:.4g}"
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return "n/a (NaN)" if isinstance(v, float) and math.isnan(v) else f"{v:.4g}"
+    return "n/a (null in the records)"
 
 
 def read_generator_metrics(path: str | Path | None) -> dict:
-    """``{"ssim": text, "is": text, "mask_ssim": text, "mask_is": text, "source": str}``; never raises."""
+    """``{"ssim": text, "is": text, "mask_ssim": text, "mask_is": text, "source": str}`` from an
+    ``evaluate-generator`` record (:class:`reid_aug.records.EvaluationRecord`, its ``model`` row of the
+    headline stage and protocol); never raises: a missing or unreadable record gives "n/a (why)"."""
+    from reid_aug.errors import RecordError
+    from reid_aug.records import EvaluationRecord
+    from reid_aug.rundir import EvalDir, GeneratorRun
+
     if path is None:
         reason = "n/a (no evaluate-generator records: pass --generator-eval RUN/eval/metrics.json)"
         return {k: reason for k, _ in GENERATOR_METRICS} | {"source": None}
     path = Path(path)
     if path.is_dir():
-        path = path / "metrics.json" if (path / "metrics.json").is_file() else path / "eval" / "metrics.json"
+        own = EvalDir(path).metrics_json
+        path = own if own.is_file() else GeneratorRun(path).eval_dir().metrics_json
     if not path.is_file():
         return {k: f"n/a ({path} not found)" for k, _ in GENERATOR_METRICS} | {"source": str(path)}
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        rec = EvaluationRecord.read(path)
+    except RecordError as e:
         return {k: f"n/a ({path.name} unreadable: {e})" for k, _ in GENERATOR_METRICS} | {"source": str(path)}
-    out = {"source": str(path)}
-    if isinstance(data, dict) and isinstance(data.get("records"), list) and data["records"]:
-        # evaluate-generator's document: the headline (default stage, defgan protocol) "model" row
-        head = data.get("headline") or {}
-        recs = [r for r in data["records"] if isinstance(r, dict)]
-        models = [r for r in recs if r.get("row") == "model"] or recs
-        data = next((r for r in models if r.get("stage") == head.get("stage")
-                     and r.get("protocol") == head.get("protocol")), models[0])
-        if data.get("stage") or data.get("protocol"):
-            out["source"] = f"{path} (stage {data.get('stage')}, {data.get('protocol')} protocol, " \
-                            f"{data.get('n_pairs', '?')} pairs)"
+    head = rec.headline or {}
+    model = next((r for r in rec.records if r.get("row") == "model" and r.get("stage") == head.get("stage")
+                  and r.get("protocol") == head.get("protocol")), rec.row("model"))
+    if model is None:
+        return {k: f"n/a (no model row in {path.name})" for k, _ in GENERATOR_METRICS} | {"source": str(path)}
+    out = {"source": f"{path} (stage {model.get('stage')}, {model.get('protocol')} protocol, "
+                     f"{model.get('n_pairs', '?')} pairs)"}
     for key, _ in GENERATOR_METRICS:
-        hit = _find(data, _ALIASES[key])
-        out[key] = (_fmt_value(hit[0]) or "n/a (unrecognised value)") if hit else f"n/a (not in {path.name})"
+        out[key] = _fmt_value(model.get(key)) if key in model else f"n/a (not in {path.name})"
     return out
 
 
@@ -134,7 +86,7 @@ def _mean_std(vals: Sequence[float], signed: bool = False) -> str:
     m = float(np.mean(vals))
     m = 0.0 if abs(100 * m) < 0.05 else m          # no "-0.0"
     head = f"{100 * m:+.1f}" if signed else f"{100 * m:.1f}"
-    return f"{head} ± {100 * float(np.std(vals, ddof=1)):.1f}" if len(vals) > 1 else f"{head} ± –"
+    return f"{head} ± {100 * float(np.std(vals, ddof=1)):.1f}" if len(vals) > 1 else head
 
 
 def _metric(rec: dict | None, key: str, rerank: bool) -> float | None:
@@ -161,7 +113,8 @@ def generator_notes(gen: dict) -> str:
 def results_table(runs: dict, seeds: Sequence[int], gen: dict, rerank: bool) -> str:
     """The single markdown table (values in %)."""
     header = [""] + [f"{lab} s{s}" for s in seeds for _, lab in METRICS] + \
-             [f"{lab} mean ± std" for _, lab in METRICS] + [lab for _, lab in GENERATOR_METRICS]
+             [f"{lab} {'mean ± std' if len(seeds) > 1 else 'mean'}" for _, lab in METRICS] + \
+             [lab for _, lab in GENERATOR_METRICS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     blocks = [(False, "")] + ([(True, " (re-ranked)")] if rerank else [])
     for rr, suffix in blocks:
@@ -218,7 +171,9 @@ def bar_chart(runs: dict, seeds: Sequence[int], path: Path) -> None:
             means.append(100 * float(np.mean(vals)) if vals else 0.0)
             stds.append(100 * float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
         x = np.arange(2) + (j - 0.5) * width
-        bars = ax.bar(x, means, width, yerr=stds, capsize=4, color=colors[variant], label=variant)
+        # error bars only where there is a spread to show (>= 2 seeds)
+        bars = ax.bar(x, means, width, yerr=stds if len(seeds) > 1 else None, capsize=4, color=colors[variant],
+                      label=variant)
         for b, m, sd in zip(bars, means, stds):
             ax.annotate(f"{m:.1f}", (b.get_x() + b.get_width() / 2, m + sd), xytext=(0, 3), textcoords="offset points",
                         ha="center", va="bottom", fontsize=8)
@@ -226,8 +181,8 @@ def bar_chart(runs: dict, seeds: Sequence[int], path: Path) -> None:
     ax.set_xticklabels(["rank-1", "mAP"])
     ax.set_ylabel("%")
     ax.set_ylim(0, 105)
-    ax.set_title(f"Re-ID: baseline vs augmented ({len(seeds)} seed{'s' if len(seeds) != 1 else ''}, ± std)",
-                 fontsize=9)
+    spread = f"{len(seeds)} seeds, mean ± std" if len(seeds) > 1 else "one seed: no spread shown"
+    ax.set_title(f"Re-ID: baseline vs augmented ({spread})", fontsize=9)
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -283,6 +238,46 @@ def budget_note(train: dict, runs: dict, plan: dict | None = None) -> str:
             f"`--set train.budget=iterations` gives the iteration-matched control.")
 
 
+def paired_deltas(runs: dict, seeds: Sequence[int], key: str, rerank: bool = False) -> list[float]:
+    """augmented - baseline of ``key`` for every seed that has both runs."""
+    out = []
+    for s in seeds:
+        a = _metric(runs.get(f"augmented_seed{s}"), key, rerank)
+        b = _metric(runs.get(f"baseline_seed{s}"), key, rerank)
+        if a is not None and b is not None:
+            out.append(a - b)
+    return out
+
+
+def _delta_text(vals: list[float]) -> str:
+    if len(vals) == 1:
+        return f"{100 * vals[0]:+.1f}"
+    from scipy import stats
+
+    m, sd = 100 * float(np.mean(vals)), 100 * float(np.std(vals, ddof=1))
+    half = float(stats.t.ppf(0.975, len(vals) - 1)) * sd / math.sqrt(len(vals))
+    return f"{m:+.1f} ± {sd:.1f} (95 % CI [{m - half:+.1f}, {m + half:+.1f}])"
+
+
+def headline(runs: dict, seeds: Sequence[int]) -> str:
+    """The report's first sentence: what happened, in numbers."""
+    d1, d2 = paired_deltas(runs, seeds, "rank1"), paired_deltas(runs, seeds, "mAP")
+    if not d1:
+        base = [r for r in runs.values() if r.get("variant") == "baseline"]
+        if not base:
+            return "No run has finished yet."
+        r1 = _mean_std([r["rank1"] for r in base])
+        mp = _mean_std([r["mAP"] for r in base])
+        return (f"Only the baseline was trained ({len(base)} seed(s), no synthesized set): rank-1 {r1} %, "
+                f"mAP {mp} %.")
+    if len(d1) == 1:
+        how = "one seed: an anecdote, not a measurement; run --seeds 0,1,2"
+    else:
+        how = f"mean ± std over {len(d1)} seeds, paired by seed"
+    return (f"Augmentation changed rank-1 by {_delta_text(d1)} points and mAP by {_delta_text(d2)} points "
+            f"({how}).")
+
+
 def write_report(out_dir: str | Path, results: dict, seeds: Sequence[int], generator_eval=None,
                  train_info: dict | None = None) -> Path:
     """``results.csv``, ``report.md`` and ``bars.png`` in ``out_dir`` from the ``results.json`` dict."""
@@ -305,6 +300,16 @@ def write_report(out_dir: str | Path, results: dict, seeds: Sequence[int], gener
     lines = [
         "# Re-ID benchmark: baseline vs augmented",
         "",
+        headline(runs, seeds),
+        "",
+        results_table(runs, seeds, gen, rerank),
+        "",
+        "Values in %; s<N> = seed N; delta = augmented - baseline (paired by seed, percentage points); "
+        "generator metrics from " + (f"`{gen['source']}`" if gen.get("source") else "no records") + ".",
+        *([generator_notes(gen)] if generator_notes(gen) else []),
+        "",
+        "## Setup",
+        "",
         f"torchreid `{model.get('name')}` ({'ImageNet-initialised' if model.get('pretrained') else 'from scratch'}) "
         f"at {data.get('height')}x{data.get('width')}, {train.get('epochs')} epoch(s) "
         f"(budget `{train.get('budget', 'epochs')}`), batch {train.get('batch_size')}, "
@@ -317,12 +322,6 @@ def write_report(out_dir: str | Path, results: dict, seeds: Sequence[int], gener
         "",
         budget_note(train, runs, info.get("plan")),
         "",
-        "Values in %; s<N> = seed N; delta = augmented - baseline (paired by seed, percentage points); "
-        "generator metrics from " + (f"`{gen['source']}`" if gen.get("source") else "no records") + ".",
-        "",
-        results_table(runs, seeds, gen, rerank),
-        "",
-        *([generator_notes(gen), ""] if generator_notes(gen) else []),
         "![rank-1 and mAP, baseline vs augmented](bars.png)",
         "",
         f"mAP definition: {MAP_DEFINITION}. CMC/mAP computed by `reid_aug.reid.ranking.evaluate_rank`, equal to "

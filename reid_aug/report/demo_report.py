@@ -1,4 +1,4 @@
-"""The demo's report: ``report.md`` and ``report.html`` (pictures first, then the numbers).
+"""The demo's report: ``report.md`` and ``report.html`` (its result first, then the tables, then the pictures).
 
 Pictures: source | target pose | generated | target for test pairs (``evaluate-generator``'s
 ``samples.png``), the rank-1/mAP bar chart (``benchmark``'s ``bars.png``), the generator's
@@ -40,7 +40,7 @@ def plot_loss_curves(log_csv: str | Path, out_png: str | Path) -> bool:
     if df.empty:
         return False
     stages = list(dict.fromkeys(df["stage"]))
-    fig, axes = plt.subplots(1, len(stages), figsize=(5 * len(stages), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(stages), figsize=(5 * len(stages), 3.6), squeeze=False)
     for ax, stage in zip(axes[0], stages):
         part = df[df["stage"] == stage]
         for col, label in _CURVES:
@@ -50,7 +50,8 @@ def plot_loss_curves(log_csv: str | Path, out_png: str | Path) -> bool:
         ax.set_xlabel("iteration")
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        # below the axes: inside, the legend hid the L1 curves
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=4, frameon=False)
     fig.tight_layout()
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
@@ -58,14 +59,33 @@ def plot_loss_curves(log_csv: str | Path, out_png: str | Path) -> bool:
     return True
 
 
+def d_loss_caption(log_csv: Path) -> str:
+    """A sentence on the discriminator loss of an adversarial stage (why it can fall to ~0.01), or ""."""
+    if not Path(log_csv).is_file():
+        return ""
+    df = pd.read_csv(log_csv)
+    if "d_loss" not in df or not df["d_loss"].notna().any():
+        return ""
+    last = float(df["d_loss"].dropna().iloc[-1])
+    if last >= 0.1:
+        return (f"The discriminator loss ends at {last:.2g}: D and G2 are still competing.")
+    return (f"The discriminator loss falls to {last:.2g}: D separates real from generated images almost "
+            "perfectly (it wins; its gradients to G2 saturate). G2 then learns mostly from the weighted L1 term, "
+            "which is why the stage-II recipes weigh it 100x; compare G1 and G2 with `evaluate-generator RUN "
+            "--stage g1`.")
+
+
 def _generator_table(metrics_json: Path) -> tuple[str, str]:
     """(markdown table of the evaluate-generator records, one-line notes)."""
-    if not metrics_json.is_file():
-        return "no generator evaluation records", ""
-    doc = json.loads(metrics_json.read_text())
-    head = doc.get("headline", {})
-    recs = [r for r in doc.get("records", [])
-            if r.get("stage") == head.get("stage") and r.get("protocol") == head.get("protocol")]
+    from reid_aug.errors import RecordError
+    from reid_aug.records import EvaluationRecord
+
+    try:
+        doc = EvaluationRecord.read(metrics_json)
+    except RecordError as e:
+        return f"no generator evaluation records ({e})", ""
+    head = doc.headline or {}
+    recs = [r for r in doc.records if r.get("stage") == head.get("stage") and r.get("protocol") == head.get("protocol")]
 
     def num(v, d=4):
         return "n/a" if v is None else f"{v:.{d}f}"
@@ -104,72 +124,70 @@ def seeds_note(seeds) -> str:
             f"its std: from scratch at this size single runs vary by about ten rank-1 points.")
 
 
+def generator_sentence(metrics_json: Path) -> str:
+    """One sentence: the generator's SSIM against the copy-the-source floor."""
+    from reid_aug.errors import RecordError
+    from reid_aug.records import EvaluationRecord
+
+    try:
+        rec = EvaluationRecord.read(metrics_json)
+    except RecordError:
+        return "The generator was not evaluated."
+    model, floor = rec.value("ssim"), rec.value("ssim", row="copy_source")
+    if model is None or floor is None:
+        return "The generator evaluation has no SSIM."
+    verdict = "above" if model > floor else "below"
+    return (f"The generator reached SSIM {model:.3f} on the test pairs, {verdict} the {floor:.3f} of copying the "
+            f"source image.")
+
+
+def timings_text(timings: dict) -> str:
+    """``toy dataset 3 s, generator training 120 s (earlier run), ...; total 2.5 min``."""
+    parts, total = [], 0.0
+    for name, t in timings.items():
+        sec = float(t["seconds"] if isinstance(t, dict) else t)
+        total += sec
+        mark = " (earlier run)" if isinstance(t, dict) and t.get("ran") == "earlier run" else ""
+        parts.append(f"{name} {sec:.0f} s{mark}")
+    return f"Step times: {', '.join(parts)}; total {total / 60:.1f} min."
+
+
 def write_demo_report(out: Path, data_dir: Path, run_dir: Path, synth_dir: Path, bench_dir: Path,
                       timings: dict) -> Path:
-    """Write ``out/report.md`` and ``out/report.html``; return the HTML path."""
+    """Write ``out/report.md`` and ``out/report.html`` (result first, then the tables, then the
+    pictures); return the HTML path."""
     import markdown
 
-    from reid_aug.reid.report import budget_note, read_generator_metrics, results_table
+    from reid_aug.records import BenchmarkResults
+    from reid_aug.reid.report import budget_note, headline, read_generator_metrics, results_table
+    from reid_aug.rundir import BenchmarkDir, GeneratorRun, SynthesizedSet
 
-    out = Path(out)
+    out, run = Path(out), GeneratorRun(run_dir)
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    samples = _copy(run_dir / "eval" / "samples.png", fig_dir / "generated_samples.png")
-    bars = _copy(bench_dir / "bars.png", fig_dir / "rank1_map_bars.png")
-    sheet = _copy(synth_dir / "contact_sheet.png", fig_dir / "synthesized_contact_sheet.png")
-    curves = "loss_curves.png" if plot_loss_curves(run_dir / "log.csv", fig_dir / "loss_curves.png") else None
-
-    results = json.loads((bench_dir / "results.json").read_text())
-    seeds = results.get("setup", {}).get("seeds") or sorted({r["seed"] for r in results.get("runs", {}).values()})
-    rerank = bool(results.get("setup", {}).get("config", {}).get("eval", {}).get("rerank"))
-    gen_metrics = read_generator_metrics(run_dir / "eval" / "metrics.json")
-    reid_table = results_table(results.get("runs", {}), seeds, gen_metrics, rerank)
-    train_cfg = results.get("setup", {}).get("config", {}).get("train", {})
-    budget = budget_note(train_cfg, results.get("runs", {}))
-    gen_table, gen_info = _generator_table(run_dir / "eval" / "metrics.json")
-    seed_note = seeds_note(seeds)
-
-    def pic(name, alt):
-        return [f"![{alt}](figures/{name})", ""] if name else [f"*({alt}: not produced)*", ""]
-
-    total = sum(timings.values())
-    md = [
-        "# reid-aug demo report",
-        "",
-        f"Built-in toy dataset `{data_dir}` -> PG² generator `{run_dir}` -> {synth_dir.name}/ -> "
-        f"torchreid benchmark `{bench_dir}`. Total {total / 60:.1f} min.",
-        "",
-        "## Pose transfer on test pairs (source | target pose | generated | target)",
-        "", *pic(samples, "generated samples"),
-        "## Re-ID: baseline vs augmented",
-        "", *pic(bars, "rank-1 and mAP"),
-        "## Generator training losses",
-        "", *pic(curves, "loss curves"),
-        "## Synthesized training images (a source image, then its pose-transferred images)",
-        "", *pic(sheet, "contact sheet"),
-        "## Numbers",
-        "",
-        "Re-ID (values in %, delta = augmented - baseline):",
-        "",
-        budget,
-        "",
-        seed_note,
-        "",
-        reid_table,
-        "",
-        "Generator on the test pairs (`model`: the generator; `copy-source` floor: the source image as output; "
-        "`real`: target vs itself):",
-        "",
-        gen_table,
-        "",
-        gen_info,
-        "",
-        "Step times: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ".",
-        "",
-        f"Details: `{bench_dir / 'report.md'}`, `{run_dir / 'eval' / 'metrics.json'}`, "
-        f"`{synth_dir / 'manifest.csv'}`.",
-        "",
-    ]
+    eval_json = run.eval_dir().metrics_json
+    figures = {
+        "samples": _copy(run.eval_dir().samples_png, fig_dir / "generated_samples.png"),
+        "bars": _copy(BenchmarkDir(bench_dir).bars_png, fig_dir / "rank1_map_bars.png"),
+        "curves": "loss_curves.png" if plot_loss_curves(run.log_csv, fig_dir / "loss_curves.png") else None,
+        "sheet": _copy(SynthesizedSet(synth_dir).contact_sheet, fig_dir / "synthesized_contact_sheet.png"),
+    }
+    res = BenchmarkResults.read(BenchmarkDir(bench_dir).results_json)
+    seeds = sorted({int(r["seed"]) for r in res.runs.values()})
+    rerank = bool(res.setup.get("config", {}).get("eval", {}).get("rerank"))
+    gen_table, gen_info = _generator_table(eval_json)
+    md = ["# reid-aug demo report", "", f"{headline(res.runs, seeds)} {generator_sentence(eval_json)}", "",
+          seeds_note(seeds), "",
+          "## Re-ID: baseline vs augmented (values in %, delta = augmented - baseline)", "",
+          results_table(res.runs, seeds, read_generator_metrics(eval_json), rerank), "",
+          budget_note(res.setup.get("config", {}).get("train", {}), res.runs), "",
+          "## Generator on the test pairs", "",
+          "`model`: the generator; `copy_source`: the source image as output (the floor); `real_vs_real`: the target "
+          "against itself.", "", gen_table, "", gen_info, "",
+          *_pictures(figures, d_loss_caption(run.log_csv)),
+          "## Provenance", "",
+          f"Built-in toy dataset `{data_dir}` -> generator `{run_dir}` -> `{synth_dir}` -> benchmark `{bench_dir}` "
+          f"(details in `{BenchmarkDir(bench_dir).report_md}`). {timings_text(timings)}", ""]
     text = "\n".join(md)
     atomic_write_text(out / "report.md", text)
     body = markdown.markdown(text, extensions=["tables"])
@@ -177,3 +195,17 @@ def write_demo_report(out: Path, data_dir: Path, run_dir: Path, synth_dir: Path,
             f"<style>{_CSS}</style></head><body>{body}</body></html>\n")
     atomic_write_text(out / "report.html", html)
     return out / "report.html"
+
+
+def _pictures(figures: dict, caption: str) -> list[str]:
+    def pic(name, alt):
+        return [f"![{alt}](figures/{name})", ""] if name else [f"*({alt}: not produced)*", ""]
+
+    return ["## Pictures", "",
+            "Pose transfer on test pairs (source | target pose | generated | target):", "",
+            *pic(figures["samples"], "generated samples"),
+            "Re-ID rank-1 and mAP:", "", *pic(figures["bars"], "rank-1 and mAP"),
+            "Generator training losses:", "", *pic(figures["curves"], "loss curves"),
+            *([caption, ""] if caption else []),
+            "Synthesized training images (a source image, then its pose-transferred images):", "",
+            *pic(figures["sheet"], "contact sheet")]

@@ -338,9 +338,9 @@ def _run(cfg, dataset, augmented_dir, seeds, weights, generator_eval, out_dir: P
     index = load_dataset(dataset)
     aug_table = read_augmented(augmented_dir) if augmented_dir is not None else None
     d = cfg.data
-    splits = {"baseline": build_splits(index, None, d.train_per_id, d.subsample_seed)}
+    splits = {"baseline": build_splits(index, None, d.train_per_id, d.subsample_seed, d.test_ids)}
     if aug_table is not None:
-        splits["augmented"] = build_splits(index, aug_table, d.train_per_id, d.subsample_seed)
+        splits["augmented"] = build_splits(index, aug_table, d.train_per_id, d.subsample_seed, d.test_ids)
     variants = [v for v in VARIANTS if v in splits]
     plan = training_plan(cfg, {v: len(splits[v].train) for v in variants})
     for v in variants:

@@ -27,6 +27,7 @@ class DataConfig:
     transforms: tuple[str, ...] = ("random_flip", "random_crop")
     train_per_id: int = 0               # > 0: keep at most this many real train images per identity
     subsample_seed: int = 0             # which images the subsample keeps (fixed across training seeds)
+    test_ids: int = 0                   # > 0: only the first N test identities (a smoke setting, not the protocol)
     workers: int = 2                    # DataLoader workers
     batch_size_test: int = 128
     check_images: bool = True           # decode every image once before training (corrupt file -> DatasetError)
@@ -112,6 +113,8 @@ def validate(cfg: BenchmarkConfig) -> None:
     if any(not 0 < f <= 1 for f in t.lr_decay_at):
         raise ConfigError(f"train.lr_decay_at={list(t.lr_decay_at)!r}: expected fractions of the training length "
                           f"in (0, 1], e.g. [0.5, 0.75]")
+    if d.test_ids < 0:
+        raise ConfigError(f"data.test_ids={d.test_ids}: expected >= 0 (0 = the whole test split)")
     if d.height < 16 or d.width < 16:
         raise ConfigError(f"data.height/width {d.height}x{d.width} too small (>= 16)")
     if not e.ranks or min(e.ranks) < 1:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from reid_aug.dataset.regime import keep_per_identity
 from reid_aug.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -117,26 +118,17 @@ def read_augmented(augmented_dir: str | Path) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- splits
-def _subsample(train: pd.DataFrame, per_id: int, seed: int) -> pd.DataFrame:
-    """At most ``per_id`` images per identity, drawn without replacement (deterministic for a seed)."""
-    rng = np.random.default_rng(seed)
-    keep = []
-    for _, grp in train.groupby("pid", sort=True):
-        idx = grp.index.to_numpy()
-        if len(idx) > per_id:
-            idx = np.sort(rng.choice(idx, size=per_id, replace=False))
-        keep.append(idx)
-    return train.loc[np.concatenate(keep)]
-
-
 def build_splits(index, augmented: pd.DataFrame | None = None, train_per_id: int = 0,
-                 subsample_seed: int = 0) -> ReidSplits:
+                 subsample_seed: int = 0, test_ids: int = 0) -> ReidSplits:
     """Real train (+ synthesized) / query / gallery lists for torchreid.
 
     Args:
         index: a :class:`reid_aug.dataset.market.DatasetIndex`.
         augmented: :func:`read_augmented` table, or None for the baseline.
         train_per_id: > 0 keeps at most that many real train images per identity.
+        test_ids: > 0 keeps only the first ``test_ids`` test identities in query and gallery (a smoke
+            setting for quick end-to-end checks; distractors are left out too). Its numbers are not
+            comparable with the full protocol's.
     """
     table = index.table
     train = table[(table["split"] == "train") & (table["pid"] > 0)]
@@ -147,7 +139,7 @@ def build_splits(index, augmented: pd.DataFrame | None = None, train_per_id: int
         log.info("train split: %d junk/distractor image(s) left out", dropped)
     if train_per_id and train_per_id > 0:
         before = len(train)
-        train = _subsample(train, train_per_id, subsample_seed)
+        train = keep_per_identity(train, train_per_id, subsample_seed)
         log.info("train subsample: at most %d image(s) per identity -> %d of %d real images",
                  train_per_id, len(train), before)
     pids = sorted(int(p) for p in train["pid"].unique())
@@ -165,8 +157,15 @@ def build_splits(index, augmented: pd.DataFrame | None = None, train_per_id: int
                   for p, pid, cam in zip(augmented["path"], augmented["pid"], augmented["camid"])]
         n_synth = len(augmented)
 
+    keep_ids = None
+    if test_ids and test_ids > 0:
+        keep_ids = sorted(int(p) for p in table.loc[(table["split"] == "query") & (table["pid"] > 0), "pid"].unique())
+        keep_ids = set(keep_ids[:test_ids])
+
     def test_list(split):
         rows = table[(table["split"] == split) & (table["pid"] != -1)]   # junk out, distractors in
+        if keep_ids is not None:
+            rows = rows[rows["pid"].isin(keep_ids)]
         return [(str(p), int(pid), int(cam) - 1) for p, pid, cam in zip(rows["path"], rows["pid"], rows["camid"])]
 
     query, gallery = test_list("query"), test_list("gallery")
@@ -174,7 +173,8 @@ def build_splits(index, augmented: pd.DataFrame | None = None, train_per_id: int
         raise DatasetError(f"{index.image_root}: query ({len(query)}) or gallery ({len(gallery)}) is empty")
     return ReidSplits(train=items, query=query, gallery=gallery, pid2label=pid2label, n_real=len(items) - n_synth,
                       n_synthesized=n_synth, train_per_id=int(train_per_id or 0),
-                      info=dict(dataset=str(index.image_root), n_query=len(query), n_gallery=len(gallery)))
+                      info=dict(dataset=str(index.image_root), n_query=len(query), n_gallery=len(gallery),
+                                test_ids=int(test_ids or 0)))
 
 
 # --------------------------------------------------------------------------- images

@@ -318,7 +318,9 @@ def write_report(out_dir: str | Path, results: dict, seeds: Sequence[int], gener
         + (f" + {info.get('n_synthesized')} synthesized images from `{setup.get('augmented_dir')}` under their source pid"
            if setup.get("augmented_dir") else "; no augmented folder given (augmented row empty)")
         + f". Test: {info.get('n_query', '?')} queries, {info.get('n_gallery', '?')} gallery images "
-          "(Market protocol: same pid + camera removed, junk out, distractors in).",
+          + (f"(**smoke setting**: only the first {data.get('test_ids')} test identities, no distractors; not "
+             "comparable with the full protocol)." if data.get("test_ids") else
+             "(Market protocol: same pid + camera removed, junk out, distractors in)."),
         "",
         budget_note(train, runs, info.get("plan")),
         "",

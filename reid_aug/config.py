@@ -55,8 +55,9 @@ def load_recipe(name_or_path: str | Path, _seen: tuple = ()) -> dict:
     path = resolve_recipe(name_or_path).resolve()
     if path in _seen:
         raise ConfigError(f"recipe {path} includes itself through _BASE_")
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
+    from reid_aug.records import read_yaml
+
+    data = read_yaml(path, "a recipe (YAML)") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"recipe {path} must be a YAML mapping")
     base = data.pop("_BASE_", None)

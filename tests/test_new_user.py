@@ -130,3 +130,30 @@ def test_a_schedule_that_no_longer_fits_warns_and_fractions_follow_the_epochs(ca
     base = resolve_benchmark(recipe="reid_cpu_market")
     assert lr_schedule(base.train) == ("multi_step", [2]) and lr_decays(base.train) == 1
     assert lr_schedule(resolve_benchmark(recipe="reid_resnet50_market").train) == ("multi_step", [20, 40])
+
+
+def test_binary_recipe_and_pairs_files_are_one_line_errors(tmp_path, tiny_toy):
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_bytes(bytes(range(256)) * 4)
+    line = _one_clean_line(_invoke(["benchmark", "--recipe", str(recipe), "--dataset", str(tiny_toy),
+                                    "--baseline-only"]))
+    assert str(recipe) in line and "recipe" in line
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_bytes(bytes(range(256)) * 4)
+    from reid_aug.errors import DatasetError
+    from reid_aug.pairs.pairs import read_pairs_csv
+
+    with pytest.raises(DatasetError, match="not UTF-8 text"):
+        read_pairs_csv(pairs)
+
+
+def test_market_not_found_names_no_development_path(tmp_path, monkeypatch):
+    from reid_aug.dataset.market import resolve_dataset_root
+    from reid_aug.errors import DatasetError
+
+    monkeypatch.delenv("REID_AUG_MARKET_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatasetError) as err:
+        resolve_dataset_root("market")
+    msg = str(err.value)
+    assert "REID_AUG_MARKET_ROOT" in msg and "shared" not in msg and "looked for" not in msg

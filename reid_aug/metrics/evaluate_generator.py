@@ -36,10 +36,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reid_aug.errors import RecordError
 from reid_aug.metrics import MetricsError
 from reid_aug.metrics.inception_score import InceptionScorer
 from reid_aug.metrics.ssim import PROTOCOLS, get_protocol, l1_pm1, real_to_uint8, ssim, to_uint8
 from reid_aug.pose.maps import pose_maps_to_rgb
+from reid_aug.records import EvaluationRecord
 from reid_aug.utils.io import atomic_path, atomic_torch_save, atomic_write_bytes, atomic_write_text, sha256_lines
 
 log = logging.getLogger(__name__)
@@ -63,26 +65,20 @@ CSV_COLUMNS = ("row", "stage", "protocol", "ssim", "mask_ssim", "ssim_defgan", "
 # --------------------------------------------------------------------------- inputs
 def _dataset_spec_of_run(run_dir: Path, gen) -> str:
     """The dataset the run trained on: ``config.yaml`` (a ``dataset`` key), the checkpoint, or ``run.json``."""
-    import yaml
+    from reid_aug.records import read_json_object
+    from reid_aug.rundir import GeneratorRun
 
+    # run.json (written by train-generator) names the dataset; the checkpoint's record is the fallback
     candidates: list[str] = []
-    cfg_file = run_dir / "config.yaml"
-    if cfg_file.is_file():
-        data = yaml.safe_load(cfg_file.read_text()) or {}
-        ds = data.get("dataset") if isinstance(data, dict) else None
-        if isinstance(ds, str):
-            candidates.append(ds)
-        elif isinstance(ds, dict):
-            candidates += [str(ds[k]) for k in ("root", "spec") if ds.get(k)]
-    info = getattr(gen, "dataset", None) or {}
-    candidates += [str(info[k]) for k in ("root", "spec") if info.get(k)]
-    run_json = run_dir / "run.json"
+    run_json = GeneratorRun(run_dir).run_json
     if run_json.is_file():
         try:
-            data = json.loads(run_json.read_text())
-            candidates += [str(v) for v in ((data.get("data") or {}).get("root"), data.get("dataset")) if v]
-        except json.JSONDecodeError:
-            pass
+            data = read_json_object(run_json, "a generator run record (run.json)")
+            candidates += [str(v) for v in (data.get("dataset"), (data.get("data") or {}).get("root")) if v]
+        except RecordError as e:
+            log.warning("%s", e)
+    info = getattr(gen, "dataset", None) or {}
+    candidates += [str(info[k]) for k in ("spec", "root") if info.get(k)]
     for c in candidates:
         if c in ("market", "toy", "synthetic") or Path(c).is_dir():
             return c
@@ -367,8 +363,8 @@ def _write_outputs(eval_dir: Path, records: list[dict], gen, per_pair: dict, pai
     old: list[dict] = []
     if json_file.is_file():
         try:
-            old = json.loads(json_file.read_text()).get("records", [])
-        except (json.JSONDecodeError, AttributeError):
+            old = EvaluationRecord.read(json_file).records
+        except RecordError:
             log.warning("%s is unreadable; it is replaced", json_file)
     # Keep earlier evaluations of other stages/protocols (ablation rows); this one replaces its own.
     kept = [r for r in old if not (r.get("stage") == stage and r.get("protocol") == protocol)]

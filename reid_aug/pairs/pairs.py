@@ -72,8 +72,11 @@ def read_pairs_csv(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"pair file {path} not found")
-    with open(path) as f:
-        header = f.readline().strip()
+    try:
+        with open(path, encoding="utf-8") as f:
+            header = f.readline().strip()
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path} is not a pair CSV: it is not UTF-8 text (a binary or damaged file)") from None
     if header.replace(" ", "") != "from,to":
         raise DatasetError(f"{path}:1: expected header 'from,to', found {header!r}")
     pairs = pd.read_csv(path, dtype=str, skipinitialspace=True, keep_default_na=False)

@@ -27,6 +27,7 @@ import pandas as pd
 
 from reid_aug.dataset.regime import keep_per_identity
 from reid_aug.errors import DatasetError
+from reid_aug.records import read_csv
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,6 @@ REAL_DSETID = 0
 SYNTHESIZED_DSETID = 1
 # torchreid's Market1501 pattern: what any Re-ID code will read from a synthesized file name
 TORCHREID_MARKET_PATTERN = re.compile(r"([-\d]+)_c(\d)")
-MANIFEST_COLUMNS = ("file", "pid", "camid", "source_image", "target_pose_image", "strategy", "seed",
-                    "generator_sha256")
 
 
 @dataclass
@@ -94,10 +93,7 @@ def read_augmented(augmented_dir: str | Path) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=["name", "path", "pid", "camid"])
     manifest = d / "manifest.csv"
     if manifest.is_file():
-        man = pd.read_csv(manifest)
-        missing_cols = [c for c in ("file", "pid", "camid") if c not in man.columns]
-        if missing_cols:
-            raise DatasetError(f"{manifest} lacks column(s) {missing_cols}; expected {', '.join(MANIFEST_COLUMNS)}")
+        man = read_csv(manifest, "a synthesis manifest (manifest.csv)", required=("file", "pid", "camid"))
         man_names = man["file"].map(lambda f: Path(str(f)).name)
         on_disk = set(table["name"])
         listed = set(man_names)

@@ -231,7 +231,7 @@ def filter_cmd(set_dir, reid_model, rule, k, threshold, batch_size, device):
 def benchmark_cmd(model, dataset, augmented_dir, baseline_only, recipe, overrides, seeds, labels, pretrained, weights,
                   rerank, generator_eval, out_dir, baseline_from):
     """Train torchreid baselines with and without augmentation; write one report."""
-    from reid_aug.reid.benchmark import resolve_benchmark, run_benchmark
+    from reid_aug.reid.experiment import resolve_benchmark, run_benchmark
 
     cfg = resolve_benchmark(model=model, recipe=recipe, overrides=overrides, labels=labels, pretrained=pretrained,
                             rerank=rerank)

@@ -84,7 +84,7 @@ def _resolve_steps(cfg: DemoConfig, out: Path):
     """Every step's config, resolved before any work: a bad option stops the demo at once, in the
     user's words (``--set ...``), not after generator training."""
     from reid_aug.generator.train import resolve_training
-    from reid_aug.reid.benchmark import resolve_benchmark
+    from reid_aug.reid.experiment import resolve_benchmark
     from reid_aug.synthesis.config import SynthesisConfig, check_config
 
     data = out / "data"
@@ -145,7 +145,7 @@ def run_demo(out_dir: str | Path = "reid-aug-demo", quick: bool = False, overrid
     """Run every step into ``out_dir`` and return the path of ``report.html``."""
     from reid_aug.generator.train import train_generator
     from reid_aug.metrics.evaluate_generator import evaluate_generator
-    from reid_aug.reid.benchmark import run_benchmark
+    from reid_aug.reid.experiment import run_benchmark
     from reid_aug.report.demo_report import write_demo_report
     from reid_aug.rundir import GeneratorRun
     from reid_aug.synthesis.synthesize import synthesize

@@ -85,7 +85,7 @@ def test_binary_results_and_baseline_from_are_one_line_errors(tmp_path, tiny_toy
     binary.write_bytes(np.random.default_rng(0).bytes(3000))
     line = _one_clean_line(_invoke(args + ["--out", str(tmp_path / "b2"), "--baseline-from", str(binary)]))
     assert str(binary) in line
-    from reid_aug.reid.benchmark import _load_results
+    from reid_aug.reid.results import load_results as _load_results
 
     with pytest.raises(RecordError):
         _load_results(out / "results.json")
@@ -114,15 +114,15 @@ def test_reid_model_errors_are_one_line_without_torch_text(tmp_path, content):
 
 
 def test_a_schedule_that_no_longer_fits_warns_and_fractions_follow_the_epochs(caplog):
-    from reid_aug.reid.benchmark import resolve_benchmark
+    from reid_aug.reid.experiment import resolve_benchmark
     from reid_aug.reid.config import lr_decays, lr_schedule
 
-    with caplog.at_level(logging.WARNING, logger="reid_aug.reid.benchmark"):
+    with caplog.at_level(logging.WARNING, logger="reid_aug.reid.experiment"):
         old = resolve_benchmark(recipe="reid_cpu_market", overrides=["train.epochs=20", "train.lr_decay_at=[]"])
     assert lr_decays(old.train) == 9
     assert any("does not fit 20 epochs" in r.getMessage() and "lr_decay_at" in r.getMessage() for r in caplog.records)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="reid_aug.reid.benchmark"):
+    with caplog.at_level(logging.WARNING, logger="reid_aug.reid.experiment"):
         new = resolve_benchmark(recipe="reid_cpu_market", overrides=["train.epochs=20"])
     assert lr_schedule(new.train) == ("multi_step", [13]) and lr_decays(new.train) == 1
     assert not caplog.records

@@ -138,7 +138,7 @@ def test_missing_pretrained_weights_error(tiny_toy, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     import cli
-    from reid_aug.reid.benchmark import resolve_benchmark, run_benchmark
+    from reid_aug.reid.experiment import resolve_benchmark, run_benchmark
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty_torch_home" / "hub"))
@@ -155,7 +155,7 @@ def test_missing_pretrained_weights_error(tiny_toy, tmp_path, monkeypatch):
 
 
 def test_weights_file_loads_backbone_and_tolerates_classifier(tmp_path):
-    from reid_aug.reid.benchmark import build_model, load_backbone_weights
+    from reid_aug.reid.models import build_model, load_backbone_weights
 
     # an "ImageNet" file the test writes itself: torchvision's resnet18 layout, 1000-way fc
     import torchvision
@@ -174,8 +174,9 @@ def test_weights_file_loads_backbone_and_tolerates_classifier(tmp_path):
 
 
 def test_one_epoch_benchmark_writes_report(tiny_toy, augmented, tmp_path, monkeypatch):
-    from reid_aug.reid import benchmark as bm
-    from reid_aug.reid.benchmark import extract_features, load_reid_model, resolve_benchmark, run_benchmark
+    from reid_aug.reid import experiment as bm
+    from reid_aug.reid.experiment import resolve_benchmark, run_benchmark
+    from reid_aug.reid.models import extract_features, load_reid_model
 
     gen_eval = tmp_path / "metrics.json"
     # evaluate-generator's document: records, the headline "model" row first
@@ -245,7 +246,7 @@ def test_one_epoch_benchmark_writes_report(tiny_toy, augmented, tmp_path, monkey
 def test_generator_metrics_reader_reads_the_evaluation_record(tmp_path):
     from pathlib import Path
 
-    from reid_aug.reid.report import read_generator_metrics
+    from reid_aug.reid.tables import read_generator_metrics
 
     absent = read_generator_metrics(tmp_path / "nope.json")
     assert all(absent[k].startswith("n/a") and "not found" in absent[k] for k in ("ssim", "is", "mask_ssim", "mask_is"))
@@ -272,9 +273,10 @@ def test_generator_metrics_reader_reads_the_evaluation_record(tmp_path):
 def test_training_resumes_from_its_epoch_checkpoint(tiny_toy, tmp_path):
     """2 epochs in one go == 1 epoch, 'kill', then resume to 2 (same weights, same loss history)."""
     from reid_aug.dataset.market import load_dataset
-    from reid_aug.reid.benchmark import build_model
+    from reid_aug.reid.models import build_model
     from reid_aug.reid.data import build_datamanager, build_splits, import_torchreid
-    from reid_aug.reid.engine import make_engine_class, seed_everything, train_epochs
+    from reid_aug.reid.engine import make_engine_class, train_epochs
+    from reid_aug.runtime import seed_everything
 
     reid = import_torchreid()
     splits = build_splits(load_dataset(tiny_toy))
@@ -301,7 +303,8 @@ def test_training_resumes_from_its_epoch_checkpoint(tiny_toy, tmp_path):
 
 
 def test_training_plan_matches_iterations():
-    from reid_aug.reid.benchmark import resolve_benchmark, training_plan
+    from reid_aug.reid.budget import training_plan
+    from reid_aug.reid.experiment import resolve_benchmark
 
     demo = resolve_benchmark(recipe="reid_toy", overrides=["train.epochs=10", "train.batch_size=16"])
     assert demo.train.budget == "iterations"
@@ -334,8 +337,8 @@ def test_training_plan_matches_iterations():
 
 
 def test_epochs_budget_keeps_old_behaviour(tiny_toy, augmented, tmp_path, monkeypatch):
-    from reid_aug.reid import benchmark as bm
-    from reid_aug.reid.benchmark import resolve_benchmark, run_benchmark
+    from reid_aug.reid import experiment as bm
+    from reid_aug.reid.experiment import resolve_benchmark, run_benchmark
 
     cfg = resolve_benchmark(model="osnet_x0_25", recipe="reid_toy", pretrained=False,
                             overrides=["train.budget=epochs", "train.epochs=1", "train.batch_size=8",
@@ -393,9 +396,10 @@ def test_iteration_budget_cuts_the_last_epoch_and_steps_lr_by_iterations(tiny_to
     """total_iters / lr_step_iters: epochs of 3 it, 7 it in all -> 3 + 3 + 1; LR halves after iteration 5
     (an "epoch" of the augmented run); a kill after epoch 1 + resume gives the same run."""
     from reid_aug.dataset.market import load_dataset
-    from reid_aug.reid.benchmark import build_model
+    from reid_aug.reid.models import build_model
     from reid_aug.reid.data import build_datamanager, build_splits, import_torchreid
-    from reid_aug.reid.engine import make_engine_class, seed_everything, train_epochs
+    from reid_aug.reid.engine import make_engine_class, train_epochs
+    from reid_aug.runtime import seed_everything
 
     reid = import_torchreid()
     splits = build_splits(load_dataset(tiny_toy))

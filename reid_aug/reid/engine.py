@@ -9,15 +9,14 @@ loop below is explicit, shows a progress bar and checkpoints every epoch atomica
 from __future__ import annotations
 
 import logging
-import random
 import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from reid_aug.reid.data import SYNTHESIZED_DSETID, import_torchreid
+from reid_aug.runtime import get_rng_state, load_torch_file, set_rng_state
 from reid_aug.utils.io import atomic_torch_save
 
 log = logging.getLogger(__name__)
@@ -59,25 +58,6 @@ def make_engine_class():
     return AugmentedSoftmaxEngine
 
 
-def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def train_epochs(engine, epochs: int, checkpoint_path: Path, max_iters_per_epoch: int = 0, desc: str = "train",
                  on_epoch_end: Callable[[int, dict], None] | None = None, total_iters: int = 0,
                  lr_step_iters: int = 0) -> dict:
@@ -106,7 +86,7 @@ def train_epochs(engine, epochs: int, checkpoint_path: Path, max_iters_per_epoch
         raise ValueError(f"{epochs} epoch(s) of {per_epoch} iterations cannot reach total_iters={total_iters}")
     start_epoch, elapsed, history = 0, 0.0, []
     if checkpoint_path.is_file():
-        ck = torch.load(checkpoint_path, map_location="cpu", weights_only=False)  # our own file (RNG states)
+        ck = load_torch_file(checkpoint_path, "a benchmark epoch checkpoint", "Delete it to train this run again.")
         engine.model.load_state_dict(ck["model"])
         engine.optimizer.load_state_dict(ck["optimizer"])
         engine.scheduler.load_state_dict(ck["scheduler"])
@@ -149,7 +129,7 @@ def train_epochs(engine, epochs: int, checkpoint_path: Path, max_iters_per_epoch
         log.info("%s epoch %d/%d: %d it, loss %.4f acc %.3f lr %.2e (%.1fs)", desc, epoch + 1, epochs, n_batches,
                  rec["loss"], rec["acc"], lr, rec["seconds"])
         atomic_torch_save({"model": engine.model.state_dict(), "optimizer": engine.optimizer.state_dict(),
-                           "scheduler": engine.scheduler.state_dict(), "rng": rng_state(), "epoch": epoch + 1,
+                           "scheduler": engine.scheduler.state_dict(), "rng": get_rng_state(), "epoch": epoch + 1,
                            "elapsed": elapsed, "history": history}, checkpoint_path)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, rec)

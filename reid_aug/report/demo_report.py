@@ -6,7 +6,6 @@ training-loss curves (drawn here from ``log.csv``) and the synthesized contact s
 """
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -159,7 +158,7 @@ def write_demo_report(out: Path, data_dir: Path, run_dir: Path, synth_dir: Path,
     import markdown
 
     from reid_aug.records import BenchmarkResults
-    from reid_aug.reid.report import budget_note, headline, read_generator_metrics, results_table
+    from reid_aug.reid.tables import budget_note, headline, read_generator_metrics, results_table
     from reid_aug.rundir import BenchmarkDir, GeneratorRun, SynthesizedSet
 
     out, run = Path(out), GeneratorRun(run_dir)

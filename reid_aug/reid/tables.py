@@ -9,7 +9,6 @@ augmented model takes more optimizer steps) or the iteration-matched one (``trai
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -207,7 +206,7 @@ def _epochs_text(rec: dict) -> str:
 
 def budget_note(train: dict, runs: dict, plan: dict | None = None) -> str:
     """The report's sentence on how long each variant trained (``train``: the config's train section;
-    ``plan``: :func:`reid_aug.reid.benchmark.training_plan`, else read from the run records)."""
+    ``plan``: :func:`reid_aug.reid.budget.training_plan`, else read from the run records)."""
     requested = train.get("budget", "epochs")
     base, aug = _plan_of("baseline", runs, plan), _plan_of("augmented", runs, plan)
     if base is None and aug is None:        # records written before training plans existed

@@ -1,4 +1,4 @@
-"""``reid-aug benchmark``: torchreid baseline vs augmented, same recipe and seed, one report.
+"""The experiment behind ``reid-aug benchmark``: torchreid baseline vs augmented, same recipe and seed, one report.
 
 For every seed: train the baseline (real train split) and the augmented model (real +
 synthesized images under their source pid), extract query/gallery features, evaluate with our
@@ -15,15 +15,13 @@ Output folder::
     config.yaml              resolved recipe
     results.json / .csv      {"setup", "seeds", "runs"}: one record per (variant, seed) with its
                              "iterations" and "training_plan"; "setup" must match to resume
-    report.md, bars.png      see reid_aug.reid.report
+    report.md, bars.png      see reid_aug.reid.tables
     models/<variant>_seed<S>.pt   trained weights + config (load_reid_model)
     runs/<variant>_seed<S>/checkpoint.pt   per-epoch resume state (deleted when the run is done)
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Sequence
@@ -31,14 +29,16 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from reid_aug.config import from_dict, load_config, save_config, to_dict
-from reid_aug.errors import CheckpointError, DatasetError, ReidAugError, WeightsMissingError
-from reid_aug.records import BenchmarkResults
+from reid_aug.config import load_config, save_config, to_dict
+from reid_aug.errors import ReidAugError, WeightsMissingError
+from reid_aug.reid.budget import iters_per_epoch, training_plan
 from reid_aug.reid.config import BenchmarkConfig, lr_schedule, schedule_warning, with_cli
+from reid_aug.reid.models import (build_model, extract_features, find_imagenet_weights, load_backbone_weights,
+                                  save_reid_model)
+from reid_aug.reid.results import load_results, normalized_setup, reuse_baselines, run_seeds, write_results
 from reid_aug.rundir import BenchmarkDir
-from reid_aug.reid.models import (MODEL_FORMAT, build_model, extract_features, find_imagenet_weights,  # noqa: F401
-                                  load_backbone_weights, load_reid_model, save_reid_model)
-from reid_aug.utils.io import atomic_torch_save, atomic_write_bytes, atomic_write_text, sha256_file
+from reid_aug.runtime import resolve_device
+from reid_aug.utils.io import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -61,57 +61,7 @@ def resolve_benchmark(model: str | None = None, recipe: str | None = None, overr
     return with_cli(cfg, model=model, labels=labels, pretrained=pretrained, rerank=rerank)
 
 
-# --------------------------------------------------------------------------- training budget
-def iters_per_epoch(n_train: int, batch_size: int, max_iters_per_epoch: int = 0) -> int:
-    """Optimizer steps of one epoch: torchreid's train loader drops the last incomplete batch."""
-    n = n_train // batch_size
-    return min(n, max_iters_per_epoch) if max_iters_per_epoch > 0 else n
-
-
-def training_plan(cfg: BenchmarkConfig, n_train: dict[str, int]) -> dict[str, dict]:
-    """How long each variant trains under ``cfg.train.budget``.
-
-    ``n_train``: training images per variant, ``{"baseline": n_real[, "augmented": n_real + n_synthesized]}``.
-    Returns per variant ``{"budget", "epochs", "iters_per_epoch", "total_iters", "lr_step_iters",
-    "epochs_equivalent"}``: train ``epochs`` epochs (the last cut so that exactly ``total_iters``
-    steps are taken), stepping the LR scheduler every ``lr_step_iters`` iterations (0: at each epoch
-    end). ``budget="epochs"``: every variant trains ``train.epochs`` whole epochs. ``"iterations"``
-    (with an augmented variant): the augmented run as under "epochs"; the baseline takes the same
-    ``epochs * iters_per_epoch(augmented)`` steps, i.e. ``ceil`` of the scaled epoch count with the last
-    epoch cut, and its scheduler (built for ``train.epochs`` epochs) steps once per augmented epoch
-    length, so the step-decay epochs scale by the same ratio and both variants see the same learning
-    rate at every step.
-    """
-    t = cfg.train
-    ipe = {v: iters_per_epoch(n, t.batch_size, t.max_iters_per_epoch) for v, n in n_train.items()}
-    plan = {}
-    for variant, per_epoch in ipe.items():
-        if per_epoch < 1:
-            raise DatasetError(f"{variant}: {n_train[variant]} training images give no full batch of "
-                               f"{t.batch_size} (torchreid drops the last incomplete batch); lower train.batch_size")
-        plan[variant] = {"budget": "epochs", "epochs": t.epochs, "iters_per_epoch": per_epoch,
-                         "total_iters": t.epochs * per_epoch, "lr_step_iters": 0,
-                         "epochs_equivalent": float(t.epochs)}
-    if t.budget == "iterations" and "augmented" in plan:
-        ref = plan["augmented"]
-        for variant, p in plan.items():
-            p["budget"] = "iterations"
-            if variant == "augmented" or p["iters_per_epoch"] == ref["iters_per_epoch"]:
-                continue
-            total = ref["total_iters"]
-            p.update(epochs=-(-total // p["iters_per_epoch"]), total_iters=total,
-                     lr_step_iters=ref["iters_per_epoch"], epochs_equivalent=total / p["iters_per_epoch"])
-    return plan
-
-
 # --------------------------------------------------------------------------- devices
-def resolve_device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(spec)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ReidAugError(f"runtime.device={spec} but no CUDA device is available; use --set runtime.device=cpu")
-    return dev
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -146,7 +96,8 @@ def evaluate_features(qf, gf, q_pids, g_pids, q_cams, g_cams, cfg: BenchmarkConf
 def _train_and_evaluate(cfg: BenchmarkConfig, splits, variant: str, seed: int, out_dir: Path,
                         weights: Path | None, device: torch.device, plan: dict | None = None) -> dict:
     from reid_aug.reid.data import build_datamanager, import_torchreid
-    from reid_aug.reid.engine import make_engine_class, seed_everything, train_epochs
+    from reid_aug.reid.engine import make_engine_class, train_epochs
+    from reid_aug.runtime import seed_everything
 
     reid = import_torchreid()
     t_start = time.time()
@@ -211,33 +162,12 @@ def _train_and_evaluate(cfg: BenchmarkConfig, splits, variant: str, seed: int, o
 
 
 # --------------------------------------------------------------------------- the benchmark
-def _load_results(path: Path) -> dict:
-    """``results.json`` as a plain dict (through the typed record: a binary or damaged file is one clear
-    line naming it; 0.1 files are upgraded), or ``{}`` where there is none."""
-    if not path.is_file():
-        return {}
-    rec = BenchmarkResults.read(path)
-    return {"setup": rec.setup, "seeds": rec.seeds, "runs": rec.runs}
 
 
-def _write_results(path: Path, results: dict) -> None:
-    BenchmarkResults(setup=results["setup"], seeds=list(results["seeds"]), runs=results["runs"]).write(path)
 
 
-def _normalized_setup(setup):
-    """A stored setup with its config re-read through ``BenchmarkConfig``: keys added since (with their
-    defaults, e.g. ``train.budget: epochs``) do not make an older folder "different"."""
-    if not isinstance(setup, dict) or not isinstance(setup.get("config"), dict):
-        return setup
-    try:
-        return {**setup, "config": to_dict(from_dict(BenchmarkConfig, setup["config"]))}
-    except ReidAugError:
-        return setup
 
 
-def _run_seeds(runs: dict) -> list[int]:
-    """Seeds with at least one finished run (union over the folder's history)."""
-    return sorted({int(r["seed"]) for r in runs.values()})
 
 
 def _default_generator_eval(augmented_dir: Path | None) -> Path | None:
@@ -277,55 +207,12 @@ def run_benchmark(cfg: BenchmarkConfig, dataset: str | None = None, augmented_di
         torch.set_num_threads(threads_before)
 
 
-def _reuse_baselines(results: dict, setup: dict, plan: dict, seeds, source: Path, out_dir: Path) -> int:
-    """Copy comparable baseline runs of the benchmark in ``source`` into ``results``; returns how many."""
-    src_file = BenchmarkDir(source).results_json if source.is_dir() else source
-    if not src_file.is_file():
-        raise ReidAugError(f"--baseline-from {source}: no results.json there")
-    other = _load_results(src_file)
-    if not other:
-        raise ReidAugError(f"--baseline-from {source}: no results.json there")
-    skip = {"augmented_dir", "augmented_manifest_sha256"}
-
-    def baseline_view(s: dict) -> dict:
-        # train.labels only labels synthesized images: a baseline has none, so it does not tell baselines apart
-        out = {k: v for k, v in s.items() if k not in skip}
-        if isinstance(out.get("config"), dict):
-            out["config"] = {**out["config"], "train": {k: v for k, v in out["config"].get("train", {}).items()
-                                                        if k != "labels"}}
-        return out
-
-    mine, theirs = baseline_view(setup), baseline_view(_normalized_setup(other.get("setup")) or {})
-    if mine != theirs:
-        diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-        raise ReidAugError(f"--baseline-from {source}: its baselines are not comparable ({', '.join(diff)} differ)")
-    n = 0
-    for seed in seeds:
-        key = f"baseline_seed{seed}"
-        rec = other.get("runs", {}).get(key)
-        if key in results["runs"] or rec is None:
-            continue
-        if rec.get("training_plan") != plan["baseline"]:
-            raise ReidAugError(f"--baseline-from {source}: {key} trained for {rec.get('training_plan')}, this "
-                               f"benchmark's baseline needs {plan['baseline']} (train.budget: iterations ties the "
-                               f"baseline to the augmented set's size)")
-        rec = dict(rec, reused_from=str(src_file))
-        model = Path(rec.get("model_path", ""))
-        if model.is_file():
-            dst = out_dir / "models" / model.name
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(dst, model.read_bytes())
-            rec["model_path"] = str(dst)
-        results["runs"][key] = rec
-        n += 1
-    log.info("--baseline-from %s: %d baseline run(s) taken over", source, n)
-    return n
 
 
 def _run(cfg, dataset, augmented_dir, seeds, weights, generator_eval, out_dir: Path, baseline_from=None) -> Path:
     from reid_aug.dataset.market import load_dataset
     from reid_aug.reid.data import build_splits, read_augmented, validate_images
-    from reid_aug.reid.report import write_report
+    from reid_aug.reid.tables import write_report
 
     device = resolve_device(cfg.runtime.device)
     weights = Path(weights) if weights is not None else None
@@ -357,18 +244,18 @@ def _run(cfg, dataset, augmented_dir, seeds, weights, generator_eval, out_dir: P
              else None, "weights": str(weights) if (cfg.model.pretrained and weights) else None,
              "config": to_dict(cfg)}
     results_path = out_dir / "results.json"
-    results = _load_results(results_path)
-    if results and _normalized_setup(results.get("setup")) != setup:
+    results = load_results(results_path)
+    if results and normalized_setup(results.get("setup")) != setup:
         raise ReidAugError(f"{out_dir} holds results of a different benchmark (config incl. train.budget, dataset, "
                            f"synthesized set or weights differ; see {results_path}); pass another --out NEW_FOLDER "
                            f"or delete that folder")
-    results = {"setup": setup, "seeds": _run_seeds(results.get("runs", {})), "runs": results.get("runs", {})}
+    results = {"setup": setup, "seeds": run_seeds(results.get("runs", {})), "runs": results.get("runs", {})}
     if baseline_from is not None:
-        _reuse_baselines(results, setup, plan, seeds, Path(baseline_from), out_dir)
-        results["seeds"] = _run_seeds(results["runs"])
+        reuse_baselines(results, setup, plan, seeds, Path(baseline_from), out_dir)
+        results["seeds"] = run_seeds(results["runs"])
     save_config(cfg, out_dir / "config.yaml")
     # written before any training: a later run with another setup is refused instead of resuming these checkpoints
-    _write_results(results_path, results)
+    write_results(results_path, results)
 
     todo = [(v, s) for s in seeds for v in variants if f"{v}_seed{s}" not in results["runs"]]
     done = len(seeds) * len(variants) - len(todo)
@@ -381,11 +268,11 @@ def _run(cfg, dataset, augmented_dir, seeds, weights, generator_eval, out_dir: P
     for variant, seed in todo:
         rec = _train_and_evaluate(cfg, splits[variant], variant, seed, out_dir, weights, device, plan[variant])
         results["runs"][f"{variant}_seed{seed}"] = rec
-        results["seeds"] = _run_seeds(results["runs"])
-        _write_results(results_path, results)
+        results["seeds"] = run_seeds(results["runs"])
+        write_results(results_path, results)
         ck = out_dir / "runs" / f"{variant}_seed{seed}" / "checkpoint.pt"
         ck.unlink(missing_ok=True)   # the finished model lives in models/; results.json marks it done
-    _write_results(results_path, results)
+    write_results(results_path, results)
     write_report(out_dir, results, seeds=list(seeds), generator_eval=gen_eval,
                  train_info={"plan": plan, "train_per_id": d.train_per_id, "subsample_seed": d.subsample_seed,
                              "n_real": splits["baseline"].n_real,
@@ -396,5 +283,4 @@ def _run(cfg, dataset, augmented_dir, seeds, weights, generator_eval, out_dir: P
     return out_dir
 
 
-__all__ = ["resolve_benchmark", "run_benchmark", "training_plan", "iters_per_epoch", "load_reid_model",
-           "extract_features", "build_model", "load_backbone_weights", "find_imagenet_weights", "evaluate_features"]
+__all__ = ["resolve_benchmark", "run_benchmark", "evaluate_features", "VARIANTS"]

@@ -1,0 +1,88 @@
+"""Benchmark results: ``results.json`` through the typed record, and baseline reuse (``--baseline-from``)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from reid_aug.config import from_dict, to_dict
+from reid_aug.errors import ReidAugError
+from reid_aug.records import BenchmarkResults
+from reid_aug.reid.config import BenchmarkConfig
+from reid_aug.rundir import BenchmarkDir
+from reid_aug.utils.io import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+
+def load_results(path: Path) -> dict:
+    """``results.json`` as a plain dict (through the typed record: a binary or damaged file is one clear
+    line naming it; 0.1 files are upgraded), or ``{}`` where there is none."""
+    if not path.is_file():
+        return {}
+    rec = BenchmarkResults.read(path)
+    return {"setup": rec.setup, "seeds": rec.seeds, "runs": rec.runs}
+
+
+def write_results(path: Path, results: dict) -> None:
+    BenchmarkResults(setup=results["setup"], seeds=list(results["seeds"]), runs=results["runs"]).write(path)
+
+
+def normalized_setup(setup):
+    """A stored setup with its config re-read through ``BenchmarkConfig``: keys added since (with their
+    defaults, e.g. ``train.budget: epochs``) do not make an older folder "different"."""
+    if not isinstance(setup, dict) or not isinstance(setup.get("config"), dict):
+        return setup
+    try:
+        return {**setup, "config": to_dict(from_dict(BenchmarkConfig, setup["config"]))}
+    except ReidAugError:
+        return setup
+
+
+def run_seeds(runs: dict) -> list[int]:
+    """Seeds with at least one finished run (union over the folder's history)."""
+    return sorted({int(r["seed"]) for r in runs.values()})
+
+
+def reuse_baselines(results: dict, setup: dict, plan: dict, seeds, source: Path, out_dir: Path) -> int:
+    """Copy comparable baseline runs of the benchmark in ``source`` into ``results``; returns how many."""
+    src_file = BenchmarkDir(source).results_json if source.is_dir() else source
+    if not src_file.is_file():
+        raise ReidAugError(f"--baseline-from {source}: no results.json there")
+    other = load_results(src_file)
+    if not other:
+        raise ReidAugError(f"--baseline-from {source}: no results.json there")
+    skip = {"augmented_dir", "augmented_manifest_sha256"}
+
+    def baseline_view(s: dict) -> dict:
+        # train.labels only labels synthesized images: a baseline has none, so it does not tell baselines apart
+        out = {k: v for k, v in s.items() if k not in skip}
+        if isinstance(out.get("config"), dict):
+            out["config"] = {**out["config"], "train": {k: v for k, v in out["config"].get("train", {}).items()
+                                                        if k != "labels"}}
+        return out
+
+    mine, theirs = baseline_view(setup), baseline_view(normalized_setup(other.get("setup")) or {})
+    if mine != theirs:
+        diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        raise ReidAugError(f"--baseline-from {source}: its baselines are not comparable ({', '.join(diff)} differ)")
+    n = 0
+    for seed in seeds:
+        key = f"baseline_seed{seed}"
+        rec = other.get("runs", {}).get(key)
+        if key in results["runs"] or rec is None:
+            continue
+        if rec.get("training_plan") != plan["baseline"]:
+            raise ReidAugError(f"--baseline-from {source}: {key} trained for {rec.get('training_plan')}, this "
+                               f"benchmark's baseline needs {plan['baseline']} (train.budget: iterations ties the "
+                               f"baseline to the augmented set's size)")
+        rec = dict(rec, reused_from=str(src_file))
+        model = Path(rec.get("model_path", ""))
+        if model.is_file():
+            dst = out_dir / "models" / model.name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(dst, model.read_bytes())
+            rec["model_path"] = str(dst)
+        results["runs"][key] = rec
+        n += 1
+    log.info("--baseline-from %s: %d baseline run(s) taken over", source, n)
+    return n

@@ -6,8 +6,7 @@ separately), then for each protocol, ``--rounds`` times (the machine is shared; 
 the rounds, the per-round ratios are printed too):
 
 - ours, default (``ssim(src, tgt, protocol)``: the native C kernel on CPU; its one-off build is timed
-  separately), the eager torch fallback (``NATIVE = False``: what runs where no C compiler works) and compiled
-  (``compile=True``; its one-off compilation is timed separately);
+  separately) and the eager torch fallback (``ssim_native.NATIVE = False``: what runs where no C compiler works);
 - the published loop: ``skimage.metrics.structural_similarity`` per image, exactly as the Deformable GAN / PATN
   (``defgan``) and PG² (``pg2``) scripts call it;
 - speed-up = skimage seconds / ours seconds; max |ours - skimage| over all pairs;
@@ -40,6 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reid_aug.metrics import ssim as ssim_mod  # noqa: E402
+from reid_aug.metrics import ssim_native as native_mod  # noqa: E402
 from reid_aug.metrics.ssim import PROTOCOLS, apply_mask, ssim, ssim_skimage  # noqa: E402
 from reid_aug.utils.io import atomic_write_text  # noqa: E402
 
@@ -107,12 +107,12 @@ def copy_bandwidth(n_bytes: int, repeats: int = 5) -> float:
 @contextlib.contextmanager
 def torch_only():
     """The eager torch path (as where no C compiler works)."""
-    before = ssim_mod.NATIVE
-    ssim_mod.NATIVE = False
+    before = native_mod.NATIVE
+    native_mod.NATIVE = False
     try:
         yield
     finally:
-        ssim_mod.NATIVE = before
+        native_mod.NATIVE = before
 
 
 def float32_accuracy(src, tgt, proto_name):
@@ -121,7 +121,7 @@ def float32_accuracy(src, tgt, proto_name):
     proto = PROTOCOLS[proto_name]
     r = ssim_mod.data_range_of(src, proto)
     v64 = ssim(src, tgt, proto_name, dtype=torch.float64)
-    raw = ssim_mod._ssim_native(src, tgt, r, proto)
+    raw = native_mod.ssim_native(src, tgt, r, proto)
     if raw is not None:
         v32, est = raw
     else:
@@ -139,8 +139,7 @@ def float32_accuracy(src, tgt, proto_name):
 
 
 def small_batches(src, tgt, mask, n=64):
-    """12 calls on n pairs, as evaluate_generator makes per batch: ms per call, ours default / eager / compiled /
-    skimage."""
+    """12 calls on n pairs, as evaluate_generator makes per batch: ms per call, ours default / eager / skimage."""
     n = min(n, len(src) // 2)  # the third row needs n more pairs (--n below 128)
     rows = (src[:n], tgt[:n], src[n:2 * n])
 
@@ -157,9 +156,8 @@ def small_batches(src, tgt, mask, n=64):
 
     for name, fn in (("default", lambda a, b, p, m: ssim(a, b, p, mask=m)),
                      ("eager", eager),
-                     ("compiled", lambda a, b, p, m: ssim(a, b, p, mask=m, compile=True)),
                      ("skimage", lambda a, b, p, m: ssim_skimage(a, b, p, mask=m))):
-        run(fn)  # warm (workspaces, compiled kernels)
+        run(fn)  # warm (workspaces, the native kernel)
         out[name] = min(timed(lambda: run(fn))[1] for _ in range(3 if name != "skimage" else 1)) / 12 * 1e3
     return out
 
@@ -173,15 +171,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=2, help="timing rounds (minimum reported)")
     ap.add_argument("--mask-check", type=int, default=500, help="pairs checked against scikit-image when masked")
-    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
     ap.add_argument("--out", type=Path, default=None, help="write the markdown report here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     info, load_start = machine(), load_avg()
     bw_l3, bw_dram = copy_bandwidth(8 << 20), copy_bandwidth(256 << 20)
 
-    cached = any(ssim_mod._native_cache_dir().glob("ssim_*.so"))
-    lib, t_build = timed(ssim_mod._native_lib)
+    cached = any(native_mod._native_cache_dir().glob("ssim_*.so"))
+    lib, t_build = timed(native_mod._native_lib)
     native = (f"native kernel {'loaded from the cache' if cached else 'built'} in {t_build:.1f} s" if lib is not None
               else "native kernel UNAVAILABLE: the default is the eager torch path")
     print(native)
@@ -194,19 +191,13 @@ def main() -> None:
     rows = []
     for proto in [p.strip() for p in args.protocols.split(",") if p.strip()]:
         assert proto in PROTOCOLS, proto
-        t_compile = None
-        if not args.no_compile:
-            _, t_compile = timed(lambda: ssim(src[:8], tgt[:8], proto, compile=True))
-        times = {"default": [], "eager": [], "compiled": [], "skimage": []}
+        times = {"default": [], "eager": [], "skimage": []}
         for rnd in range(args.rounds):
             ours, t = timed(lambda: ssim(src, tgt, proto))
             times["default"].append(t)
             with torch_only():
                 eager, t = timed(lambda: ssim(src, tgt, proto))
             times["eager"].append(t)
-            if not args.no_compile:
-                comp, t = timed(lambda: ssim(src, tgt, proto, compile=True))
-                times["compiled"].append(t)
             ref, t = timed(lambda: ssim_skimage(src, tgt, proto))
             times["skimage"].append(t)
             print(f"{proto} round {rnd + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v)
@@ -214,13 +205,12 @@ def main() -> None:
         best = {k: min(v) for k, v in times.items() if v}
         diff = float(np.abs(ours.numpy() - ref).max())
         diff_eager = float(np.abs(eager.numpy() - ref).max())
-        diff_comp = float(np.abs(comp.numpy() - ref).max()) if not args.no_compile else None
         acc_plain = float32_accuracy(src, tgt, proto)
         acc_mask = float32_accuracy(msrc, mtgt, proto)
         mask_floor = ssim(msrc, mtgt, proto)
         k = min(args.mask_check, n)
         mask_diff = float(np.abs(mask_floor[:k].numpy() - ssim_skimage(msrc[:k], mtgt[:k], proto)).max())
-        row = dict(protocol=proto, n=n, best=best, times=times, t_compile=t_compile, diff=diff, diff_comp=diff_comp,
+        row = dict(protocol=proto, n=n, best=best, times=times, diff=diff,
                    diff_eager=diff_eager, load=load_avg(),
                    floor=float(ref.mean()), floor_ours=float(ours.mean()), mask_floor=float(mask_floor.mean()),
                    mask_diff=mask_diff, mask_k=k, acc_plain=acc_plain, acc_mask=acc_mask)
@@ -235,7 +225,7 @@ def main() -> None:
     print("small batches (12 calls x 64 pairs), ms per call: " + ", ".join(f"{k} {v:.1f}" for k, v in small.items()))
 
     cmd = (f"OMP_NUM_THREADS={args.threads} python benchmarks/bench_ssim.py --protocols {args.protocols}"
-           + (f" --n {args.n}" if args.n else "") + (" --no-compile" if args.no_compile else "")
+           + (f" --n {args.n}" if args.n else "")
            + f" --rounds {args.rounds}" + (f" --out {args.out}" if args.out else ""))
     md = [f"# SSIM: batched torch vs scikit-image's per-image loop ({n} Market-1501 test pairs)", "",
           f"Command (from the repository root): `{cmd}`; {time.strftime('%Y-%m-%d')}.", "",
@@ -244,19 +234,15 @@ def main() -> None:
           f"Decoding the {n_images} distinct images of the {n} pairs (+ target pose masks) took {t_load:.1f} s, not "
           "part of any timing. Inputs: the pairs of `market-pairs-test.csv` with the source image as the "
           "'generated' one, i.e. the copy-the-source floor. Times: best of "
-          f"{args.rounds} rounds, each round ours default, ours eager, ours compiled, scikit-image in turn.", "",
+          f"{args.rounds} rounds, each round ours default, ours eager, scikit-image in turn.", "",
           "| protocol | scikit-image loop (s) | ours default (s) | speed-up | ours eager torch (s) | speed-up | "
-          "ours compiled (s) | speed-up | max abs diff to skimage (default / eager / compiled) | copy-source floor | "
-          "mask-SSIM floor | load at the end |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          "max abs diff to skimage (default / eager) | copy-source floor | mask-SSIM floor | load at the end |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         b = r["best"]
-        comp = (f"{b['compiled']:.2f} (+{r['t_compile']:.0f} s compile once) | {b['skimage'] / b['compiled']:.1f}x"
-                if "compiled" in b else "n/a | n/a")
-        dc = f"{r['diff_comp']:.1e}" if r["diff_comp"] is not None else "n/a"
         md.append(f"| {r['protocol']} | {b['skimage']:.1f} | {b['default']:.2f} | {b['skimage'] / b['default']:.1f}x | "
-                  f"{b['eager']:.2f} | {b['skimage'] / b['eager']:.1f}x | {comp} | {r['diff']:.1e} / "
-                  f"{r['diff_eager']:.1e} / {dc} | {r['floor']:.4f} | {r['mask_floor']:.4f} | {r['load']} |")
+                  f"{b['eager']:.2f} | {b['skimage'] / b['eager']:.1f}x | {r['diff']:.1e} / "
+                  f"{r['diff_eager']:.1e} | {r['floor']:.4f} | {r['mask_floor']:.4f} | {r['load']} |")
     md += ["", "Float32 accuracy (default path, all pairs; float64 re-computation decided by the error estimate):", "",
            "| protocol | images | max abs float32 - float64 before re-computation | recomputed in float64 | "
            "max error / (2^-24 est) | max abs final - float64 |", "|---|---|---|---|---|---|"]
@@ -265,8 +251,7 @@ def main() -> None:
             md.append(f"| {r['protocol']} | {label} | {acc[0]:.1e} | {acc[1]} of {r['n']} | {acc[2]:.2f} | "
                       f"{acc[3]:.1e} |")
     md += ["", f"Small batches as `evaluate_generator` makes them (12 calls on 64 pairs: 3 rows x 2 protocols x "
-           f"plain/masked), ms per call: default {small['default']:.1f}, eager {small['eager']:.1f}, compiled "
-           f"{small['compiled']:.1f}, scikit-image "
+           f"plain/masked), ms per call: default {small['default']:.1f}, eager {small['eager']:.1f}, scikit-image "
            f"{small['skimage']:.1f}.", ""]
     text = "\n".join(md) + "\n"
     print(text)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import reid_aug.metrics.ssim as ssim_mod
+import reid_aug.metrics.ssim_native as native_mod
 from reid_aug.metrics import MetricsError
 from reid_aug.metrics.ssim import (PROTOCOLS, SSIMProtocol, apply_mask, data_range_of, l1_pm1, psnr, real_to_uint8,
                                    release_workspaces, ssim, ssim_skimage, to_uint8)
@@ -50,15 +51,6 @@ def test_float64_path_and_chunking_agree(protocol):
     for kw in ({"dtype": torch.float64}, {"chunk": 2}, {"chunk": 100}):
         assert np.abs(ssim(a, b, protocol, **kw).numpy() - ref).max() < TOL
     assert np.abs(ssim(a, b, protocol, dtype=torch.float64).numpy() - ref).max() < 1e-12
-
-
-def test_compiled_path_equals_skimage():
-    """compile=True (torch.compile'd fused kernels; eager fallback where no compiler): same values."""
-    assert ssim_mod.COMPILE_CHUNK < 11 < 2 * ssim_mod.COMPILE_CHUNK  # one full chunk and a zero-padded one
-    a, b = _rand_pairs(n=11, seed=4)
-    a[0] = (a[0] // 60) + 100  # small data range: recomputed in float64 after the compiled pass
-    for p in PROTOCOL_NAMES:
-        assert np.abs(ssim(a, b, p, compile=True).numpy() - ssim_skimage(a, b, p)).max() < TOL
 
 
 def _structured_pairs(n=6, seed=7):
@@ -192,12 +184,12 @@ def test_uint8_conversions_and_l1():
 @pytest.fixture
 def native():
     """The compiled C kernel. Skips only where there is no C compiler at all; a compiler that fails is an error."""
-    if not ssim_mod.NATIVE:
+    if not native_mod.NATIVE:
         pytest.skip("native SSIM kernel disabled (REID_AUG_SSIM_NATIVE=0)")
     if not (os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")):
         pytest.skip("no C compiler: ssim uses the torch path")
-    assert ssim_mod._native_lib() is not None, "a C compiler is present but the native SSIM kernel did not build"
-    return ssim_mod._ssim_native
+    assert native_mod._native_lib() is not None, "a C compiler is present but the native SSIM kernel did not build"
+    return native_mod.ssim_native
 
 
 def _raw_native(native, a, b, proto):
@@ -303,7 +295,7 @@ def test_torch_fallback_equals_skimage(monkeypatch, protocol):
     mask = torch.zeros(6, 1, 128, 64)
     mask[:, :, 10:100, 5:60] = 1
     default = ssim(a, b, protocol, mask=mask)
-    monkeypatch.setattr(ssim_mod, "NATIVE", False)
+    monkeypatch.setattr(native_mod, "NATIVE", False)
     eager = ssim(a, b, protocol, mask=mask)
     assert np.abs(eager.numpy() - ssim_skimage(a, b, protocol, mask=mask)).max() < TOL
     assert (eager - default).abs().max() < TOL
@@ -313,10 +305,10 @@ def test_missing_compiler_falls_back_to_torch(monkeypatch, caplog):
     """A compiler that does not exist: one warning, then the eager torch path (same values)."""
     a, b = _rand_pairs(n=3, seed=16)
     monkeypatch.setenv("CC", "/nonexistent/cc")
-    monkeypatch.setattr(ssim_mod, "_NATIVE_STATE", {})
-    with caplog.at_level("WARNING", logger=ssim_mod.__name__):
+    monkeypatch.setattr(native_mod, "_NATIVE_STATE", {})
+    with caplog.at_level("WARNING", logger=native_mod.__name__):
         vals = ssim(a, b, "pg2")
-    assert ssim_mod._NATIVE_STATE == {"lib": None}
+    assert native_mod._NATIVE_STATE == {"lib": None}
     assert "native SSIM kernel unavailable" in caplog.text
     assert np.abs(vals.numpy() - ssim_skimage(a, b, "pg2")).max() < TOL
 

@@ -24,7 +24,7 @@ What scikit-image does (``skimage/metrics/_structural_similarity.py``, 0.26), re
 Because only the cropped interior is averaged, and every interior value's window lies inside the image, the
 filters never see the border mode (``reflect``): a *valid* separable correlation gives exactly the interior.
 
-How it is computed. On CPU (float32, the default) a small C kernel does it (``_NATIVE_SRC``; built on first use
+How it is computed. On CPU (float32, the default) a small C kernel does it (:mod:`reid_aug.metrics.ssim_native`; built on first use
 with the system C compiler -- ``$CC``, cc, gcc or clang, ``-O3 -march=native``, ~1.5 s -- and cached under
 ``$REID_AUG_CACHE`` or ``~/.cache/reid-aug``; called through ctypes, one call for all pairs, single-threaded). One
 image and channel at a time, every intermediate row stays in L1, the only memory traffic is reading the uint8 images:
@@ -38,7 +38,7 @@ image and channel at a time, every intermediate row stays in L1, the only memory
   below 2^31 for windows up to 11x11), so the cancellation that costs float32 its accuracy happens in integers;
   only the final ratio is float32.
 
-``REID_AUG_SSIM_NATIVE=0`` (or ``NATIVE = False``), no working compiler, CUDA tensors and ``dtype=torch.float64``
+``REID_AUG_SSIM_NATIVE=0`` (or ``reid_aug.metrics.ssim_native.NATIVE = False``), no working compiler, CUDA tensors and ``dtype=torch.float64``
 use the torch paths below (one chunk of B pairs at a time, every step batched over the chunk, no per-image Python
 loop; the buffers live in a per-thread workspace reused across chunks and calls, because on this VM a fresh 1 MB
 buffer costs ~0.6 ms of page faults, more than the SSIM of a pair):
@@ -50,10 +50,6 @@ buffer costs ~0.6 ms of page faults, more than the SSIM of a pair):
    are folded into the band), the W pass as banded products against the *transposed* H output (BLAS reads it
    transposed, no copy), then the SSIM map in ~15 in-place element-wise operations whose per-image constants are
    laid out as (rows, B, C) so every loop runs over long contiguous rows, summed per channel;
-3. ``compile=True``: three ``torch.compile``'d kernels (inductor C++): the planes; the H pass as shifted sums
-   (symmetric Gaussian taps paired, the uniform window as plain sums of exact integers); the W pass, the SSIM map
-   and its row sums (plus the error estimate below) fused into one loop. 2-3x faster than eager on CPU, 2-3x
-   slower than the native kernel (benchmarks/results/ssim.md), kept as an explicit option.
 
 Numerics. scikit-image computes in float64. On CUDA everything here runs in float64 (~1e-15). On CPU the default
 work type is float32, on exact integer planes (the native ``pg2`` kernel: exact integer window sums and
@@ -72,21 +68,12 @@ masked, both protocols, with the eager path (4.87; the native kernel: <= 1.34; b
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
-import hashlib
 import logging
 import math
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 
@@ -99,7 +86,6 @@ EST_FACTOR = 10.0  # error <= EST_FACTOR * F32_UNIT * (1 + mean(q / B2)); measur
 F32_TOL = 5e-5  # images whose float32 estimate exceeds this are recomputed in float64 (the bar is 1e-4)
 CPU_CHUNK = 8  # pairs per step on CPU: ~10 MB of float32 buffers (measured best of 4, 8, 16, 32)
 CUDA_CHUNK = 512
-COMPILE_CHUNK = 8  # the compiled kernels see one fixed chunk shape (the last chunk is zero-padded)
 ROW_BLOCK = 12  # output rows per banded block: 22 multiply-adds per output for 11 taps (measured best of 6-30)
 # Intra-op threads while computing SSIM on CPU (None: leave torch's setting). The products here are small
 # (~3 MFLOP); on this shared 2-core VM two OpenMP threads made every call 60x slower (waiting for a busy core).
@@ -339,423 +325,6 @@ def _ssim_chunk(img1: torch.Tensor, img2: torch.Tensor, data_range: torch.Tensor
     return out, est
 
 
-# --------------------------------------------------------------------------- compiled (fused) CPU path
-_COMPILED: dict = {}
-# Let inductor inline the filtered planes into their users instead of writing them out (it would otherwise
-# materialise every value read more than 4 times): the W pass, the SSIM map and both row sums become one loop.
-_INDUCTOR_OPTIONS = {"realize_reads_threshold": 1000, "realize_opusers_threshold": 1000,
-                     "realize_cpu_opcount_threshold": 1000, "realize_cpu_acc_reads_threshold": 1000}
-
-
-def _raw_taps(protocol: SSIMProtocol) -> tuple[tuple[float, ...], float]:
-    """(taps, norm): the uniform window is applied as a plain sum (``taps`` all 1, ``norm = win_size``, exact on
-    the integer planes); the Gaussian taps as they are (``norm = 1``). The filtered planes come out ``norm^2``
-    times too large and the constants are scaled to match (SSIM is a ratio of products of equal degree)."""
-    taps = _kernel1d(protocol)
-    if protocol.gaussian_weights:
-        return taps, 1.0
-    return tuple(1.0 for _ in taps), float(len(taps))
-
-
-def _shifted_sum(x: torch.Tensor, taps: tuple[float, ...], dim: int, n_out: int) -> torch.Tensor:
-    """Valid correlation along ``dim`` as shifted sums (symmetric taps paired: ``k[h] x[i+h] + sum_j k[j] (x[i+j]
-    + x[i+t-1-j])``; all-ones taps without multiplications)."""
-    t = len(taps)
-    if all(k == 1.0 for k in taps):
-        acc = x.narrow(dim, 0, n_out)
-        for j in range(1, t):
-            acc = acc + x.narrow(dim, j, n_out)
-        return acc
-    half = t // 2
-    acc = taps[half] * x.narrow(dim, half, n_out)
-    for j in range(half):
-        acc = acc + taps[j] * (x.narrow(dim, j, n_out) + x.narrow(dim, t - 1 - j, n_out))
-    return acc
-
-
-def _fused_moments(x: torch.Tensor, y: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor, z: torch.Tensor) -> None:
-    """z (4, B, C, H, W) <- x - cx, y - cy, their squares summed, their product (x, y float (B, C, H, W))."""
-    xc, yc = x - cx, y - cy
-    z[0].copy_(xc)
-    z[1].copy_(yc)
-    z[2].copy_(xc * xc + yc * yc)
-    z[3].copy_(xc * yc)
-
-
-def _fused_h(z: torch.Tensor, a: torch.Tensor, taps: tuple[float, ...], scales: tuple[float, ...]) -> None:
-    """H pass: a (4, B, C, hp, W) <- scale_m * filter_H(z[m])."""
-    s = torch.tensor(scales, dtype=z.dtype).view(4, 1, 1, 1, 1)
-    a.copy_(s * _shifted_sum(z, taps, 3, a.shape[3]))
-
-
-def _fused_w(a: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor, c1: torch.Tensor, c2: torch.Tensor,
-             rows: torch.Tensor, taps: tuple[float, ...], cov_norm: float) -> None:
-    """W pass, SSIM map and its row sums: rows (2, B, C, hp) <- [sum_w S, sum_w q / B2].
-
-    cx, cy, c1, c2: (B, C, 1, 1), already scaled by the taps' normalisation (all of the same shape, so that both
-    sums are generated as one loop)."""
-    wp = a.shape[-1] - len(taps) + 1
-    ux, uy, ss, xy = _shifted_sum(a, taps, 4, wp).unbind(0)
-    q = ux * ux + uy * uy
-    b2 = ss - cov_norm * q + c2
-    a2 = xy - 2.0 * cov_norm * ux * uy + c2
-    mx, my = ux + cx, uy + cy
-    s = (2.0 * mx * my + c1) * a2 / ((mx * mx + my * my + c1) * b2)
-    rows[0].copy_(s.sum(-1))
-    rows[1].copy_((q / b2).sum(-1))
-
-
-def _compiled_fns(protocol: SSIMProtocol):
-    """The three kernels compiled for this protocol, or None where compilation is unavailable."""
-    if protocol not in _COMPILED:
-        taps, norm = _raw_taps(protocol)
-        cn = protocol.cov_norm
-        scales = (1.0, 1.0, cn * norm ** 2, 2.0 * cn * norm ** 2)
-        try:
-            import torch._inductor.config as inductor_config
-
-            known = inductor_config.get_config_copy()
-            options = {k: v for k, v in _INDUCTOR_OPTIONS.items() if k in known}
-
-            def comp(fn):
-                return torch.compile(fn, dynamic=False, fullgraph=True, options=options)
-
-            _COMPILED[protocol] = (comp(_fused_moments),
-                                   comp(functools.partial(_fused_h, taps=taps, scales=scales)),
-                                   comp(functools.partial(_fused_w, taps=taps, cov_norm=cn)))
-        except Exception as e:  # noqa: BLE001 - no compiler, unsupported platform: use the eager path
-            log.warning("torch.compile unavailable for SSIM (%s); using the eager path", e)
-            _COMPILED[protocol] = None
-    return _COMPILED[protocol]
-
-
-def _ssim_compiled(img1, img2, data_range, protocol: SSIMProtocol):
-    """Float32 SSIM through the compiled kernels in fixed-size chunks (the last one zero-padded and discarded).
-    Returns (ssim (N,) float64, est (N,) float64) or None when compilation fails."""
-    fns = _compiled_fns(protocol)
-    if fns is None:
-        return None
-    moments_fn, h_fn, w_fn = fns
-    n, c, h, w = img1.shape
-    taps, norm = _raw_taps(protocol)
-    t = len(taps)
-    hp, wp = h - t + 1, w - t + 1
-    step = COMPILE_CHUNK
-
-    ws = _workspace(("compiled", step, c, h, w, t), {"x": (step, c, h, w), "y": (step, c, h, w),
-                                                     "z": (4, step, c, h, w), "a": (4, step, c, hp, w),
-                                                     "rows": (2, step, c, hp)})
-    x, y, z, a, rows = (ws[k] for k in ("x", "y", "z", "a", "rows"))
-    out = torch.empty(n, dtype=torch.float64)
-    est = torch.empty(n, dtype=torch.float64)
-    nn = norm * norm
-    try:
-        for start in range(0, n, step):
-            k = min(step, n - start)
-            x[:k].copy_(img1[start:start + k])
-            y[:k].copy_(img2[start:start + k])
-            r = torch.full((step,), 255.0)  # padded entries: zero images with any valid range
-            r[:k] = data_range[start:start + k]
-            if k < step:
-                x[k:].zero_()
-                y[k:].zero_()
-            # any integer near the channel mean will do, so a float32 sum is fine
-            cx = x.sum((2, 3), keepdim=True).div_(h * w).round_()
-            cy = y.sum((2, 3), keepdim=True).div_(h * w).round_()
-            moments_fn(x, y, cx, cy, z)
-            h_fn(z, a)
-            rc = r.view(step, 1, 1, 1).expand(step, c, 1, 1)
-            w_fn(a, cx * nn, cy * nn, ((0.01 * nn) * rc) ** 2, ((0.03 * nn) * rc) ** 2, rows)
-            sums = rows[:, :k].sum(-1).to(torch.float64).mean(-1) / (hp * wp)  # (2, k)
-            out[start:start + k] = sums[0]
-            est[start:start + k] = sums[1] + 1.0
-    except Exception as e:  # noqa: BLE001 - a compiler error surfaces at the first call
-        log.warning("compiled SSIM failed (%s: %s); using the eager path", type(e).__name__, str(e).splitlines()[0])
-        _COMPILED[protocol] = None
-        return None
-    return out, est
-
-
-# --------------------------------------------------------------------------- native (C) CPU path, the default
-# Set REID_AUG_SSIM_NATIVE=0 (or this flag to False) to use the torch paths only.
-NATIVE = os.environ.get("REID_AUG_SSIM_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
-NATIVE_MAX_BOX = 11  # int32 window sums are exact up to an 11x11 uniform window (t^4 * 2 * 255^2 < 2^31)
-_NATIVE_FLAGS = ("-O3", "-std=gnu11", "-shared", "-fPIC")  # -O3: GCC 12 vectorises the plane loops only at -O3
-_NATIVE_LOCK = threading.Lock()
-_NATIVE_STATE: dict = {}
-
-_NATIVE_SRC = r"""
-/* SSIM of uint8 image pairs as scikit-image computes it (see the module docstring), one image and channel at a
-   time, every intermediate row kept in L1. Vectors of L floats (GCC/clang vector extensions: AVX2 with
-   -march=native on x86-64, plain SSE or NEON otherwise). Row buffers are wb >= w floats long and zero beyond w;
-   the last vector of each output row holds wp - j valid lanes, the rest are masked out of the sums. */
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#include <math.h>
-
-#define L 8
-typedef float vf __attribute__((vector_size(4 * L)));
-typedef int32_t vi __attribute__((vector_size(4 * L)));
-
-static inline vf ldf(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
-static inline vi ldi(const int32_t *p) { vi v; memcpy(&v, p, sizeof v); return v; }
-static inline void stf(float *p, vf v) { memcpy(p, &v, sizeof v); }
-static inline vf splat(float x) { return (vf){0} + x; }
-static inline double hsum(vf v) { double s = 0; for (int i = 0; i < L; i++) s += v[i]; return s; }
-static inline vf keep_first(vf v, int n) { /* lanes >= n set to 0 */
-    vi idx; for (int i = 0; i < L; i++) idx[i] = i;
-    return (vf)((vi)v & (idx < n));
-}
-
-/* ---- weighted window (Gaussian taps, or any taps), float32 on centred integer planes ----
-   ring: t rows of the 4 planes (x - cx, y - cy, their squares summed, their product), row i in slot i % t;
-   V: the H-filtered row. Accumulates sum S and sum q / B2 (the float32 error estimate) over the channel. */
-static inline __attribute__((always_inline)) void
-taps_channel(const uint8_t *X, const uint8_t *Y, int h, int w, int wb, const float *taps, const int t,
-             float cn, float c1, float c2, float *ring, float *V, double *s_out, double *e_out)
-{
-    int64_t sx = 0, sy = 0;
-    for (int k = 0; k < h * w; k++) { sx += X[k]; sy += Y[k]; }
-    const float cx = (float)floor((double)sx / (h * w) + 0.5), cy = (float)floor((double)sy / (h * w) + 0.5);
-    const int r = t / 2, wp = w - t + 1, nb = (wp + L - 1) / L;
-    const int plane = wb, slot = 4 * wb, wv = (w + L - 1) / L * L;
-    double s_tot = 0, e_tot = 0;
-    for (int i = 0; i < h; i++) {
-        float *o = ring + (size_t)(i % t) * slot;
-        const uint8_t *xr = X + (size_t)i * w, *yr = Y + (size_t)i * w;
-        for (int j = 0; j < w; j++) {
-            float a = (float)xr[j] - cx, b = (float)yr[j] - cy;
-            o[j] = a; o[plane + j] = b; o[2 * plane + j] = a * a + b * b; o[3 * plane + j] = a * b;
-        }
-        if (i < t - 1) continue;
-        const int i0 = i - t + 1;
-        const float *rows[32];
-        for (int k = 0; k < t; k++) rows[k] = ring + (size_t)((i0 + k) % t) * slot;
-        for (int p = 0; p < 4; p++) {
-            const int po = p * plane;
-            for (int j = 0; j < wv; j += L) {
-                vf acc = taps[r] * ldf(rows[r] + po + j);
-                for (int k = 0; k < r; k++) acc += taps[k] * (ldf(rows[k] + po + j) + ldf(rows[t - 1 - k] + po + j));
-                stf(V + po + j, acc);
-            }
-        }
-        vf rs = {0}, re = {0};
-        for (int bidx = 0; bidx < nb; bidx++) {
-            const int j = bidx * L;
-            vf u[4];
-            for (int p = 0; p < 4; p++) {
-                const float *v = V + p * plane + j;
-                vf acc = taps[r] * ldf(v + r);
-                for (int k = 0; k < r; k++) acc += taps[k] * (ldf(v + k) + ldf(v + t - 1 - k));
-                u[p] = acc;
-            }
-            vf q = u[0] * u[0] + u[1] * u[1];
-            vf b2 = cn * (u[2] - q) + c2;
-            vf a2 = (2.0f * cn) * (u[3] - u[0] * u[1]) + c2;
-            vf mx = u[0] + cx, my = u[1] + cy;
-            vf a1 = 2.0f * mx * my + c1;
-            vf b1 = mx * mx + my * my + c1;
-            vf rcp = 1.0f / (b1 * b2);
-            vf s = a1 * a2 * rcp, e = q * b1 * rcp;
-            if (j + L > wp) { s = keep_first(s, wp - j); e = keep_first(e, wp - j); }
-            rs += s; re += e;
-        }
-        s_tot += hsum(rs); e_tot += hsum(re);
-    }
-    *s_out += s_tot; *e_out += e_tot;
-}
-
-/* ---- uniform window: exact int32 window sums (running along H, shifted adds along W) ----
-   cs: the column sums over the current t input rows of x, y, x^2 + y^2, x y. With N = t^2 the window sums give
-   S = (2 Sx Sy + N^2 C1) (cn 2 (N Sxy - Sx Sy) + N^2 C2)
-       / ((Sx^2 + Sy^2 + N^2 C1) (cn (N Sss - Sx^2 - Sy^2) + N^2 C2)),
-   every integer term exact in int32 for t <= 11 (2 t^4 255^2 < 2^31). */
-static inline __attribute__((always_inline)) void
-box_channel(const uint8_t *X, const uint8_t *Y, int h, int w, int wb, const int t, float cn, float c1, float c2,
-            int32_t *cs, double *s_out)
-{
-    const int wp = w - t + 1, nb = (wp + L - 1) / L, plane = wb;
-    const int32_t nn = t * t;
-    const float n2c1 = (float)nn * (float)nn * c1, n2c2 = (float)nn * (float)nn * c2;
-    memset(cs, 0, sizeof(int32_t) * 4 * wb);
-    double s_tot = 0;
-    for (int i = 0; i < h; i++) {
-        const uint8_t *xr = X + (size_t)i * w, *yr = Y + (size_t)i * w;
-        if (i < t) {
-            for (int j = 0; j < w; j++) {
-                int32_t a = xr[j], b = yr[j];
-                cs[j] += a; cs[plane + j] += b; cs[2 * plane + j] += a * a + b * b; cs[3 * plane + j] += a * b;
-            }
-        } else {
-            const uint8_t *xo = X + (size_t)(i - t) * w, *yo = Y + (size_t)(i - t) * w;
-            for (int j = 0; j < w; j++) {
-                int32_t a = xr[j], b = yr[j], ao = xo[j], bo = yo[j];
-                cs[j] += a - ao; cs[plane + j] += b - bo;
-                cs[2 * plane + j] += a * a + b * b - ao * ao - bo * bo; cs[3 * plane + j] += a * b - ao * bo;
-            }
-        }
-        if (i < t - 1) continue;
-        vf rs = {0};
-        for (int bidx = 0; bidx < nb; bidx++) {
-            const int j = bidx * L;
-            vi u[4];
-            for (int p = 0; p < 4; p++) {
-                const int32_t *v = cs + p * plane + j;
-                vi acc = ldi(v);
-                for (int k = 1; k < t; k++) acc += ldi(v + k);
-                u[p] = acc;
-            }
-            vi pxy = u[0] * u[1], qq = u[0] * u[0] + u[1] * u[1];
-            vf a1 = __builtin_convertvector(2 * pxy, vf) + n2c1;
-            vf b1 = __builtin_convertvector(qq, vf) + n2c1;
-            vf a2 = cn * __builtin_convertvector(2 * (nn * u[3] - pxy), vf) + n2c2;
-            vf b2 = cn * __builtin_convertvector(nn * u[2] - qq, vf) + n2c2;
-            vf s = a1 * a2 / (b1 * b2);
-            if (j + L > wp) s = keep_first(s, wp - j);
-            rs += s;
-        }
-        s_tot += hsum(rs);
-    }
-    *s_out += s_tot;
-}
-
-static int row_len(int w, int t) { /* plane row length: >= w, and room for the last W-pass block's reads */
-    int wp = w - t + 1, nb = (wp + L - 1) / L, need = nb * L + t - 1;
-    if (need < w) need = w;
-    return (need + L - 1) / L * L;
-}
-
-/* img1, img2: uint8 (n, c, h, w) contiguous; data_range (n,); out, est (n,) float64.
-   uniform != 0: integer box path (taps ignored); returns 0 on success. */
-int ssim_u8(const uint8_t *img1, const uint8_t *img2, int64_t n, int c, int h, int w, const float *taps, int t,
-            int uniform, double cov_norm, const double *data_range, double *out, double *est)
-{
-    if (t < 1 || t > 31 || h < t || w < t) return 1;
-    const int wb = row_len(w, t);
-    void *buf = calloc((size_t)(t + 1) * 4 * wb + 4 * L, sizeof(float));
-    if (!buf) return 2;
-    const float cn = (float)cov_norm;
-    const double norm = 1.0 / ((double)c * (h - t + 1) * (w - t + 1));
-    for (int64_t i = 0; i < n; i++) {
-        const double rr = data_range[i];
-        const float c1 = (float)((0.01 * rr) * (0.01 * rr)), c2 = (float)((0.03 * rr) * (0.03 * rr));
-        double s = 0, e = 0;
-        for (int ch = 0; ch < c; ch++) {
-            const size_t off = ((size_t)i * c + ch) * (size_t)h * w;
-            const uint8_t *X = img1 + off, *Y = img2 + off;
-            if (uniform) {
-                if (t == 7) box_channel(X, Y, h, w, wb, 7, cn, c1, c2, (int32_t *)buf, &s);
-                else box_channel(X, Y, h, w, wb, t, cn, c1, c2, (int32_t *)buf, &s);
-            } else {
-                float *ring = (float *)buf, *V = ring + (size_t)t * 4 * wb;
-                if (t == 11) taps_channel(X, Y, h, w, wb, taps, 11, cn, c1, c2, ring, V, &s, &e);
-                else if (t == 7) taps_channel(X, Y, h, w, wb, taps, 7, cn, c1, c2, ring, V, &s, &e);
-                else taps_channel(X, Y, h, w, wb, taps, t, cn, c1, c2, ring, V, &s, &e);
-            }
-        }
-        out[i] = s * norm;
-        est[i] = 1.0 + e * norm;
-    }
-    free(buf);
-    return 0;
-}
-"""
-
-
-def _native_cache_dir() -> Path:
-    """Where the compiled kernel is kept (``$REID_AUG_CACHE`` or ``~/.cache/reid-aug``, as the datasets)."""
-    return Path(os.environ.get("REID_AUG_CACHE") or Path.home() / ".cache" / "reid-aug") / "ssim-native"
-
-
-def _cpu_signature() -> str:
-    """The machine and its CPU flags: a kernel built with ``-march=native`` is only reused on the same CPU type."""
-    flags = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith(("flags", "Features"))), "")
-    except OSError:
-        pass
-    return f"{platform.machine()} {platform.system()} {flags.strip()}"
-
-
-def _build_native() -> ctypes.CDLL:
-    """Compile ``_NATIVE_SRC`` with the system C compiler (``$CC``, cc, gcc or clang; ~1.5 s, once per machine:
-    the library is cached under ``_native_cache_dir()``, keyed by source, compiler, flags and CPU) and load it."""
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if not cc:
-        raise RuntimeError("no C compiler (cc, gcc or clang) on PATH")
-    try:
-        out_dir = _native_cache_dir()
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        out_dir = Path(tempfile.mkdtemp(prefix="reid-aug-ssim-"))
-    errors = []
-    for flags in ((*_NATIVE_FLAGS, "-march=native"), _NATIVE_FLAGS):
-        key = hashlib.sha256("\0".join((_NATIVE_SRC, cc, *flags, _cpu_signature())).encode()).hexdigest()[:16]
-        lib_path = out_dir / f"ssim_{key}.so"
-        if not lib_path.exists():
-            fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
-            os.close(fd)
-            c_file = tmp[:-3] + ".c"
-            try:
-                Path(c_file).write_text(_NATIVE_SRC)
-                proc = subprocess.run([cc, *flags, "-o", tmp, c_file, "-lm"], capture_output=True, text=True,
-                                      timeout=300)
-                if proc.returncode != 0:
-                    errors.append(f"{cc} {' '.join(flags)}: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
-                    continue
-                os.replace(tmp, lib_path)  # atomic: concurrent builders each install a complete library
-            finally:
-                for f in (tmp, c_file):
-                    with contextlib.suppress(OSError):
-                        os.unlink(f)
-        lib = ctypes.CDLL(str(lib_path))
-        vp = ctypes.c_void_p
-        lib.ssim_u8.restype = ctypes.c_int
-        lib.ssim_u8.argtypes = [vp, vp, ctypes.c_int64, ctypes.c_int, ctypes.c_int, ctypes.c_int, vp, ctypes.c_int,
-                                ctypes.c_int, ctypes.c_double, vp, vp, vp]
-        return lib
-    raise RuntimeError("; ".join(errors))
-
-
-def _native_lib() -> ctypes.CDLL | None:
-    """The compiled kernel (built on first use), or None where no C compiler works (then: the torch paths)."""
-    with _NATIVE_LOCK:
-        if "lib" not in _NATIVE_STATE:
-            try:
-                _NATIVE_STATE["lib"] = _build_native()
-            except Exception as e:  # noqa: BLE001 - no compiler, read-only disk, odd platform: torch paths
-                log.warning("native SSIM kernel unavailable (%s); using the torch path", e)
-                _NATIVE_STATE["lib"] = None
-        return _NATIVE_STATE["lib"]
-
-
-def _ssim_native(img1: torch.Tensor, img2: torch.Tensor, data_range: torch.Tensor, protocol: SSIMProtocol):
-    """Float32 SSIM of contiguous uint8 CPU pairs through the C kernel: ``(ssim (N,) float64, est (N,) float64)``,
-    ``est`` as in the module docstring (1 for the exact integer box sums); None where the kernel is unavailable."""
-    if not NATIVE or img1.device.type != "cpu":
-        return None
-    taps = _kernel1d(protocol)
-    if len(taps) > 31:
-        return None
-    lib = _native_lib()
-    if lib is None:
-        return None
-    n, c, h, w = img1.shape
-    uniform = not protocol.gaussian_weights and len(taps) <= NATIVE_MAX_BOX
-    taps_t = torch.tensor(taps, dtype=torch.float32)
-    r = data_range.to(torch.float64).contiguous()
-    out = torch.empty(n, dtype=torch.float64)
-    est = torch.empty(n, dtype=torch.float64)
-    rc = lib.ssim_u8(img1.data_ptr(), img2.data_ptr(), n, c, h, w, taps_t.data_ptr(), len(taps), int(uniform),
-                     protocol.cov_norm, r.data_ptr(), out.data_ptr(), est.data_ptr())
-    if rc != 0:
-        log.warning("native SSIM kernel failed (code %d); using the torch path", rc)
-        return None
-    return out, est
-
-
 # --------------------------------------------------------------------------- public API
 def _float32_suspect(est: torch.Tensor, data_range: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """(B,) bool: images whose float32 error estimate exceeds ``F32_TOL``, whose data range is below 1 (C1, C2 ~ 0)
@@ -781,8 +350,8 @@ def _cpu_threads(device: torch.device):
 
 @torch.no_grad()
 def ssim(img1: torch.Tensor, img2: torch.Tensor, protocol: str | SSIMProtocol = "defgan",
-         mask: torch.Tensor | None = None, *, chunk: int | None = None, dtype: torch.dtype | None = None,
-         compile: bool = False) -> torch.Tensor:
+         mask: torch.Tensor | None = None, *, chunk: int | None = None, dtype: torch.dtype | None = None
+         ) -> torch.Tensor:
     """Per-image SSIM, equal to scikit-image's for the named protocol.
 
     img1: uint8 (B, C, H, W), the GENERATED image (``defgan`` takes ``data_range`` from it, per image);
@@ -792,10 +361,6 @@ def ssim(img1: torch.Tensor, img2: torch.Tensor, protocol: str | SSIMProtocol = 
     (default: float32 on CPU with the float64 re-computation described in the module docstring, float64 on CUDA).
     On CPU in float32 (the default) the native C kernel runs (module docstring; built once per machine, ~1.5 s;
     the eager torch path where no C compiler works or ``REID_AUG_SSIM_NATIVE=0``).
-    compile: CPU float32 only: instead of the native kernel, the filtering and the SSIM map as
-    ``torch.compile``'d kernels in steps of ``COMPILE_CHUNK`` pairs (2-3x faster than eager, slower than the native
-    kernel; the first call per protocol and image size compiles for ~5-20 s, later processes reuse inductor's
-    cache; falls back to eager where no compiler works).
     On CPU the torch paths run with ``CPU_THREADS`` (1) intra-op threads; torch's setting is restored afterwards.
     """
     proto = get_protocol(protocol)
@@ -813,20 +378,19 @@ def ssim(img1: torch.Tensor, img2: torch.Tensor, protocol: str | SSIMProtocol = 
         out = torch.empty(img1.shape[0], dtype=torch.float64, device=img1.device)
         if img1.shape[0] == 0:
             return out
-        return _ssim_all(img1, img2, data_range_of(img1, proto), proto, work_dtype, step, compile, out)
+        return _ssim_all(img1, img2, data_range_of(img1, proto), proto, work_dtype, step, out)
 
 
 def _ssim_all(img1: torch.Tensor, img2: torch.Tensor, data_range: torch.Tensor, proto: SSIMProtocol,
-              work_dtype: torch.dtype, step: int, compile: bool, out: torch.Tensor) -> torch.Tensor:
-    """The chunks (eager or compiled), then the float64 re-computation of the suspect float32 values."""
+              work_dtype: torch.dtype, step: int, out: torch.Tensor) -> torch.Tensor:
+    """The native kernel (CPU, float32) or the eager chunks, then the float64 re-computation of the suspect
+    float32 values."""
+    from reid_aug.metrics import ssim_native
     n = img1.shape[0]
     f32 = work_dtype == torch.float32
     done = None
     if img1.device.type == "cpu" and f32:
-        if compile:
-            done = _ssim_compiled(img1, img2, data_range, proto)
-        else:
-            done = _ssim_native(img1, img2, data_range, proto)
+        done = ssim_native.ssim_native(img1, img2, data_range, proto)
     if done is not None:
         out, est = done
     else:

@@ -105,23 +105,27 @@ def train_generator_cmd(dataset, recipe, out_dir, overrides, resume, dry_run):
               help="Test pairs CSV (header from,to); default: the dataset's *pairs-test.csv.")
 @click.option("--inception-weights", type=click.Path(path_type=Path), default=None,
               help="pt_inception-2015-12-05 weights file for IS / mask-IS.")
-@click.option("--protocol", type=click.Choice(["defgan", "pg2"]), default="defgan", show_default=True)
+@click.option("--protocol", type=click.Choice(["defgan", "pg2"]), default=None,
+              help="SSIM shown as `ssim` (default defgan: Deformable GAN/PATN's call; pg2: PG²'s); both are recorded, "
+                   "and each record names its protocol.")
 @click.option("--stage", type=click.Choice(["g1", "g2"]), default=None,
               help="Default: the last trained stage (records in RUN/eval); an earlier one writes RUN/eval-<stage>.")
 @click.option("--reid-model", type=click.Path(path_type=Path), default=None,
               help="A Re-ID checkpoint from `benchmark` for the identity-retrieval score.")
-@click.option("--batch-size", default=64, show_default=True)
+@click.option("--batch-size", type=int, default=None, help="Pairs per batch (default 64).")
 @click.option("--limit", default=None, type=int, help="Evaluate only the first N pairs.")
 @click.option("--force", is_flag=True, help="Recompute even if eval/metrics.json holds this exact evaluation.")
+@click.option("--recipe", default=None, help="Recipe name or YAML file (default: recipes/evaluate.yaml).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Dotted override, e.g. --set workers=0.")
 def evaluate_generator_cmd(run_dir, dataset, pairs_csv, inception_weights, protocol, stage, reid_model, batch_size,
-                           limit, force):
+                           limit, force, recipe, overrides):
     """SSIM, mask-SSIM, IS, mask-IS of a trained generator on the test pairs."""
-    from reid_aug.metrics.evaluate_generator import evaluate_generator, format_records
+    from reid_aug.metrics.evaluate_generator import evaluate_generator, format_records, load_evaluation_config
 
-    records = evaluate_generator(run_dir, dataset=dataset, pairs_csv=pairs_csv, inception_weights=inception_weights,
-                                 protocol=protocol, stage=stage, reid_model=reid_model, batch_size=batch_size,
-                                 limit=limit, force=force)
-    click.echo(format_records(records))
+    cfg = load_evaluation_config(recipe, overrides, dict(
+        dataset=dataset, pairs=pairs_csv, inception_weights=inception_weights, protocol=protocol, stage=stage,
+        reid_model=reid_model, batch_size=batch_size, limit=limit, force=force))
+    click.echo(format_records(evaluate_generator(run_dir, cfg)))
 
 
 # --------------------------------------------------------------------------- synthesis

@@ -50,7 +50,7 @@ def test_records_floor_and_ceiling(trained_run, train_pairs_csv):
     from reid_aug.metrics.evaluate_generator import evaluate_generator, format_records
     from reid_aug.utils.io import sha256_file
 
-    records = evaluate_generator(trained_run, pairs_csv=train_pairs_csv, batch_size=16, workers=0)
+    records = evaluate_generator(trained_run, pairs=train_pairs_csv, batch_size=16, workers=0)
     rows = _by_row(records)
     assert [r["row"] for r in records] == ["model", "real_vs_real", "copy_source"]
     model, real, floor = rows["model"], rows["real_vs_real"], rows["copy_source"]
@@ -294,3 +294,16 @@ def test_stages_of_a_two_stage_run_keep_separate_records(tiny_toy, tmp_path, mon
     monkeypatch.setattr(PoseTransferGenerator, "generate", no_generation)
     assert ev.evaluate_generator(run, **kw)[0]["l1"] == g2["model"]["l1"]              # both still reusable
     assert ev.evaluate_generator(run, stage="g1", **kw)[0]["l1"] == g1["model"]["l1"]
+
+
+def test_evaluation_config_takes_recipe_set_and_flags(tmp_path):
+    from reid_aug.errors import ConfigError
+    from reid_aug.metrics.evaluate_generator import EvaluationConfig, load_evaluation_config
+
+    assert load_evaluation_config() == EvaluationConfig()
+    cfg = load_evaluation_config(None, ["limit=10", "workers=0", "protocol=pg2"], {"protocol": "defgan", "stage": None})
+    assert (cfg.limit, cfg.workers, cfg.protocol) == (10, 0, "defgan")      # a typed flag wins over --set
+    with pytest.raises(ConfigError, match="limit=0"):
+        load_evaluation_config(None, ["limit=0"])
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_evaluation_config(None, ["limits=3"])

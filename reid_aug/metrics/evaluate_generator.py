@@ -26,23 +26,26 @@ stage, pairs, protocol and scorers is read back from ``metrics.json`` instead of
 """
 from __future__ import annotations
 
-import io
+import dataclasses
 import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from reid_aug.errors import RecordError
+from reid_aug.errors import ConfigError, RecordError
 from reid_aug.metrics import MetricsError
 from reid_aug.metrics.inception_score import InceptionScorer
 from reid_aug.metrics.ssim import PROTOCOLS, get_protocol, l1_pm1, real_to_uint8, ssim, to_uint8
 from reid_aug.pose.maps import pose_maps_to_rgb
 from reid_aug.records import EvaluationRecord
-from reid_aug.utils.io import atomic_path, atomic_torch_save, atomic_write_bytes, atomic_write_text, sha256_lines
+from reid_aug.runtime import resolve_device
+from reid_aug.utils.images import image_grid, save_png
+from reid_aug.utils.io import atomic_path, atomic_torch_save, atomic_write_text, sha256_lines
 
 log = logging.getLogger(__name__)
 
@@ -86,26 +89,9 @@ def _dataset_spec_of_run(run_dir: Path, gen) -> str:
                        f"pass --dataset market|toy|PATH")
 
 
-def _default_device(device) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def _pose_image(pose: torch.Tensor, mode: str) -> torch.Tensor:
     """(B, 18, H, W) pose maps -> uint8 (B, 3, H, W) picture."""
     return (pose_maps_to_rgb(pose, mode) * 255 + 0.5).to(torch.uint8)
-
-
-def _sample_grid(src: torch.Tensor, pose_img: torch.Tensor, gen: torch.Tensor, tgt: torch.Tensor) -> bytes:
-    """PNG of rows ``source | target pose | generated | target`` (uint8 (B, 3, H, W) each)."""
-    from PIL import Image
-
-    grid = torch.cat([src, pose_img, gen, tgt], dim=3)  # (B, 3, H, 4W)
-    grid = torch.cat(list(grid), dim=1).permute(1, 2, 0).contiguous().numpy()
-    buf = io.BytesIO()
-    Image.fromarray(grid).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------- identity retrieval
@@ -155,109 +141,159 @@ class _IdentityRetrieval:
         return self.g_pids[dist.argmin(1)] == src_pids
 
 
-# --------------------------------------------------------------------------- the evaluation
-def evaluate_generator(run_dir, dataset=None, pairs_csv=None, inception_weights=None, protocol="defgan", stage=None,
-                       reid_model=None, batch_size=64, limit=None, device=None, workers: int = 2,
-                       force: bool = False) -> list[dict]:
-    """Evaluate the generator of ``run_dir`` on the test pairs; write the records; return them.
+# --------------------------------------------------------------------------- the configuration
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """``reid-aug evaluate-generator``'s options (``recipes/evaluate.yaml``; ``--set key=value``).
 
-    Records go to ``run_dir/eval/`` for the last trained stage (what ``synthesize`` uses by default, and what
-    ``benchmark`` and the demo read) and to ``run_dir/eval-<stage>/`` for an earlier stage, so that evaluating
-    G1 of a two-stage run (an ablation row, or a check that stage II helped) never overwrites the G2 records.
-
-    dataset: market | toy | PATH (default: the one the run trained on). pairs_csv: a ``from,to`` file
-    (default: the dataset's ``*pairs-test.csv``, else seeded sampling). inception_weights: the TF-2015 Inception
-    file (default: the torch hub cache; absent -> IS fields null with the reason). protocol: ``defgan`` | ``pg2``
-    (the value shown as ``ssim``; both are recorded). stage: ``g1`` | ``g2`` (default: the last trained).
-    reid_model: a model saved by ``reid-aug benchmark`` for the identity-retrieval score. limit: first N pairs.
-    force: recompute even when ``eval/metrics.json`` already holds this exact evaluation.
-    Returns one record per row (``model``, ``real_vs_real``, ``copy_source``).
+    dataset: market | toy | PATH (None: the one the run trained on). pairs: a ``from,to`` file (None: the
+    dataset's ``*pairs-test.csv``, else seeded sampling). inception_weights: the TF-2015 Inception file (None: the
+    torch hub cache; absent -> IS fields null with the reason). protocol: the SSIM protocol shown as ``ssim``
+    (every protocol is recorded). stage: g1 | g2 (None: the last trained). reid_model: a ``benchmark`` Re-ID model
+    for the identity-retrieval score. limit: the first N pairs. force: recompute a finished identical evaluation.
     """
+
+    dataset: str | None = None
+    pairs: str | None = None
+    inception_weights: str | None = None
+    protocol: str = "defgan"
+    stage: str | None = None
+    reid_model: str | None = None
+    batch_size: int = 64
+    limit: int | None = None
+    device: str | None = None
+    workers: int = 2
+    force: bool = False
+
+    def __post_init__(self):
+        problems = [("protocol", self.protocol in PROTOCOLS, f"expected one of {', '.join(PROTOCOLS)}"),
+                    ("stage", self.stage in (None, "g1", "g2"), "expected g1 or g2"),
+                    ("batch_size", isinstance(self.batch_size, int) and self.batch_size >= 1, "must be >= 1"),
+                    ("limit", self.limit is None or (isinstance(self.limit, int) and self.limit >= 1),
+                     "must be >= 1 (or left out: every pair)"),
+                    ("workers", isinstance(self.workers, int) and self.workers >= 0, "must be >= 0")]
+        for name, ok, what in problems:
+            if not ok:
+                raise ConfigError(f"evaluate-generator {name}={getattr(self, name)!r}: {what}")
+
+
+def load_evaluation_config(recipe=None, overrides=(), flags: dict | None = None) -> EvaluationConfig:
+    """``recipes/evaluate.yaml`` (or ``recipe``) + ``--set`` overrides + the CLI's flags (they win)."""
+    from reid_aug.config import load_config
+
+    extra = [f"{k}={json.dumps(str(v) if isinstance(v, Path) else v)}" for k, v in (flags or {}).items()
+             if v is not None and v is not False]
+    return load_config(EvaluationConfig, recipe or "evaluate", list(overrides) + extra)
+
+
+# --------------------------------------------------------------------------- the evaluation
+@dataclass
+class _Job:
+    """Everything one evaluation needs, resolved (and checked) before any work."""
+
+    cfg: EvaluationConfig
+    proto: object
+    device: torch.device
+    scorer: InceptionScorer
+    gen: object
+    stage: str
+    index: object
+    pairs: object
+    pinfo: dict
+    n_total: int
+    pairs_sha: str
+    retrieval: "_IdentityRetrieval | None"
+    eval_dir: Path
+
+
+def _prepare(run_dir: Path, cfg: EvaluationConfig) -> _Job:
+    from reid_aug.dataset.market import load_dataset
+    from reid_aug.generator.inference import load_generator
+    from reid_aug.pairs import test_pairs
+    from reid_aug.rundir import GeneratorRun
+
+    dev = resolve_device(cfg.device)
+    # Fail on bad inputs before any work: weights file, generator, stage, dataset, pairs.
+    scorer = InceptionScorer(cfg.inception_weights, device=dev, batch_size=cfg.batch_size)
+    gen = load_generator(run_dir, device=dev)
+    stage = cfg.stage or gen.stages[-1]
+    if stage not in gen.stages:
+        raise MetricsError(f"{gen.path} has no trained {stage!r} stage (trained: {', '.join(gen.stages)})")
+    index = load_dataset(cfg.dataset if cfg.dataset is not None else _dataset_spec_of_run(run_dir, gen))
+    pairs, pinfo = test_pairs(index, pairs_csv=cfg.pairs)
+    n_total = len(pairs)
+    if cfg.limit is not None:
+        pairs = pairs.iloc[: int(cfg.limit)].reset_index(drop=True)
+    if len(pairs) == 0:
+        raise MetricsError(f"no test pairs to evaluate ({pinfo['source']})")
+    retrieval = (_IdentityRetrieval(Path(cfg.reid_model), index, dev, cfg.batch_size)
+                 if cfg.reid_model is not None else None)
+    return _Job(cfg=cfg, proto=get_protocol(cfg.protocol), device=dev, scorer=scorer, gen=gen, stage=stage,
+                index=index, pairs=pairs, pinfo=pinfo, n_total=n_total,
+                pairs_sha=sha256_lines(f"{a},{b}" for a, b in zip(pairs["from"], pairs["to"])), retrieval=retrieval,
+                eval_dir=GeneratorRun(run_dir).eval_dir(stage, gen.stages[-1]).path)
+
+
+def _score_batch(job: _Job, batch: dict, scorers: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """The per-pair columns of one batch (every row, both protocols, plain and masked) and its images."""
+    dev = job.device
+    # Families that read more than the target pose (e.g. source keypoints) find them among the conditions.
+    conditions = {k: batch[k].to(dev) for k in ("src_pose", "src_kp", "tgt_kp") if k in batch}
+    fake = to_uint8(job.gen.generate(batch["src_img"].to(dev), batch["tgt_pose"].to(dev), stage=job.stage,
+                                     **conditions))
+    real = real_to_uint8(batch["tgt_img"].to(dev))
+    src = real_to_uint8(batch["src_img"].to(dev))
+    mask = batch["tgt_mask"].to(dev)
+    cols: dict[str, torch.Tensor] = {}
+    for row, out in {"model": fake, "real_vs_real": real, "copy_source": src}.items():
+        for name in PROTOCOLS:
+            cols[f"{row}/ssim_{name}"] = ssim(out, real, name).cpu()
+            cols[f"{row}/mask_ssim_{name}"] = ssim(out, real, name, mask=mask).cpu()
+        cols[f"{row}/l1"] = l1_pm1(out, real).cpu()
+        scorers[f"{row}/plain"].add(out)
+        scorers[f"{row}/mask"].add(out * mask.to(torch.uint8))
+        if job.retrieval is not None:
+            src_pids = torch.as_tensor([_pid(job.index, n) for n in batch["src_name"]])
+            ok = job.retrieval.correct(job.retrieval.features(out), batch["src_name"], batch["tgt_name"], src_pids)
+            cols[f"{row}/id_retrieval"] = ok.to(torch.float64)
+    return cols, {"fake": fake, "real": real, "src": src}
+
+
+def _run_pairs(job: _Job, scorers: dict, partial_file: Path) -> tuple[dict[str, torch.Tensor], dict | None, float]:
+    """The batched pass over the pairs, resumable from ``partial_file``: ``(per-pair columns, samples, seconds)``."""
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    from reid_aug.dataset.market import load_dataset
-    from reid_aug.generator.inference import load_generator
-    from reid_aug.pairs import PosePairDataset, test_pairs
+    from reid_aug.pairs import PosePairDataset
 
-    run_dir = Path(run_dir)
-    proto = get_protocol(protocol)
-    dev = _default_device(device)
-    # Fail on bad inputs before any work: weights file, generator, stage, dataset, pairs.
-    scorer = InceptionScorer(inception_weights, device=dev, batch_size=batch_size)
-    gen = load_generator(run_dir, device=dev)
-    stage = stage or gen.stages[-1]
-    if stage not in gen.stages:
-        raise MetricsError(f"{gen.path} has no trained {stage!r} stage (trained: {', '.join(gen.stages)})")
-    spec = dataset if dataset is not None else _dataset_spec_of_run(run_dir, gen)
-    index = load_dataset(spec)
-    pairs, pinfo = test_pairs(index, pairs_csv=pairs_csv)
-    n_total = len(pairs)
-    if limit is not None:
-        pairs = pairs.iloc[: int(limit)].reset_index(drop=True)
-    if len(pairs) == 0:
-        raise MetricsError(f"no test pairs to evaluate ({pinfo['source']})")
-    pairs_sha = sha256_lines(f"{a},{b}" for a, b in zip(pairs["from"], pairs["to"]))
-    retrieval = _IdentityRetrieval(Path(reid_model), index, dev, batch_size) if reid_model is not None else None
-
-    eval_dir = eval_dir_of(run_dir, stage, gen.stages)
-    if not force:
-        done = _finished_records(eval_dir, gen.sha256, stage, pairs_sha, proto.name, scorer.weights_path,
-                                 retrieval.sha256 if retrieval else None)
-        if done is not None:
-            log.info("%s already holds this evaluation (checkpoint step %d, stage %s, %d pairs, protocol %s): "
-                     "reusing it; --force recomputes", eval_dir / "metrics.json", gen.step, stage, len(pairs),
-                     proto.name)
-            return done
-    key = sha256_lines([gen.sha256, stage, pairs_sha, str(batch_size), str(scorer.weights_path),
-                        str(reid_model)])[:16]
-    partial_file = eval_dir / f"partial-{key}.pt"
-    scorers = {f"{row}/{kind}": scorer.fork() for row in ROWS for kind in ("plain", "mask")}
     per_pair: dict[str, list[torch.Tensor]] = {}
     done_batches, samples = 0, None
     if partial_file.is_file():
         state = torch.load(partial_file, map_location="cpu", weights_only=True)
-        done_batches = int(state["batches"])
+        done_batches, samples = int(state["batches"]), state.get("samples")
         per_pair = {k: [v] for k, v in state["per_pair"].items()}
         for name, logits in state["logits"].items():
             scorers[name].load_logits(logits)
-        samples = state.get("samples")
         log.info("resuming the evaluation from %s (%d batches done)", partial_file, done_batches)
-
-    data = PosePairDataset(index, pairs, flip=False, pose_mode=gen.pose_mode, size=gen.image_size)
-    n_batches = math.ceil(len(data) / batch_size)
-    start_item = done_batches * batch_size
-    subset = torch.utils.data.Subset(data, range(start_item, len(data)))
-    loader = DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        pin_memory=dev.type == "cuda")
+    bs = job.cfg.batch_size
+    data = PosePairDataset(job.index, job.pairs, flip=False, pose_mode=job.gen.pose_mode, size=job.gen.image_size)
+    n_batches = math.ceil(len(data) / bs)
+    subset = torch.utils.data.Subset(data, range(done_batches * bs, len(data)))
+    loader = DataLoader(subset, batch_size=bs, shuffle=False, num_workers=job.cfg.workers,
+                        pin_memory=job.device.type == "cuda")
     t0 = last_save = time.monotonic()
-    bar = tqdm(loader, total=n_batches, initial=done_batches, desc=f"evaluate {stage}", unit="batch", disable=None)
+    bar = tqdm(loader, total=n_batches, initial=done_batches, desc=f"evaluate {job.stage}", unit="batch", disable=None)
     for b_idx, batch in enumerate(bar, start=done_batches):
         # Metrics run where the generator runs (float64 SSIM on CUDA, float32 + float64 re-checks on CPU).
-        fake = to_uint8(gen.generate(batch["src_img"].to(dev), batch["tgt_pose"].to(dev), stage=stage))
-        real = real_to_uint8(batch["tgt_img"].to(dev))
-        src = real_to_uint8(batch["src_img"].to(dev))
-        mask = batch["tgt_mask"].to(dev)
-        outputs = {"model": fake, "real_vs_real": real, "copy_source": src}
-        cols: dict[str, torch.Tensor] = {}
-        for row, out in outputs.items():
-            for name in PROTOCOLS:
-                cols[f"{row}/ssim_{name}"] = ssim(out, real, name).cpu()
-                cols[f"{row}/mask_ssim_{name}"] = ssim(out, real, name, mask=mask).cpu()
-            cols[f"{row}/l1"] = l1_pm1(out, real).cpu()
-            scorers[f"{row}/plain"].add(out)
-            scorers[f"{row}/mask"].add(out * mask.to(torch.uint8))
-            if retrieval is not None:
-                src_pids = torch.as_tensor([_pid(index, n) for n in batch["src_name"]])
-                ok = retrieval.correct(retrieval.features(out), batch["src_name"], batch["tgt_name"], src_pids)
-                cols[f"{row}/id_retrieval"] = ok.to(torch.float64)
+        cols, images = _score_batch(job, batch, scorers)
         for k, v in cols.items():
             per_pair.setdefault(k, []).append(v)
         if samples is None:
-            k = min(N_SAMPLES, fake.shape[0])
-            samples = {"src": src[:k].cpu(), "pose": _pose_image(batch["tgt_pose"][:k].float(), gen.pose_mode),
-                       "gen": fake[:k].cpu(), "tgt": real[:k].cpu()}
-        bar.set_postfix(ssim=f"{torch.cat(per_pair[f'model/ssim_{proto.name}']).mean():.4f}")
+            k = min(N_SAMPLES, images["fake"].shape[0])
+            samples = {"src": images["src"][:k].cpu(), "pose": _pose_image(batch["tgt_pose"][:k].float(),
+                                                                         job.gen.pose_mode),
+                       "gen": images["fake"][:k].cpu(), "tgt": images["real"][:k].cpu()}
+        bar.set_postfix(ssim=f"{torch.cat(per_pair[f'model/ssim_{job.proto.name}']).mean():.4f}")
         if ((b_idx + 1) % RESUME_EVERY == 0 and b_idx + 1 < n_batches
                 and time.monotonic() - last_save >= RESUME_MIN_SECONDS):
             last_save = time.monotonic()
@@ -265,45 +301,79 @@ def evaluate_generator(run_dir, dataset=None, pairs_csv=None, inception_weights=
                                "logits": {n: s.logits() for n, s in scorers.items()}, "samples": samples},
                               partial_file)
     bar.close()
-    seconds = time.monotonic() - t0
-    per_pair_t = {k: torch.cat(v) for k, v in per_pair.items()}
+    return {k: torch.cat(v) for k, v in per_pair.items()}, samples, time.monotonic() - t0
 
+
+def _records(job: _Job, per_pair: dict[str, torch.Tensor], scorers: dict, seconds: float) -> list[dict]:
+    """One record per row: the means, IS / mask-IS, identity retrieval, and the provenance."""
+    gen, proto, n = job.gen, job.proto, int(len(job.pairs))
     common = {
-        "stage": stage, "protocol": proto.name, "ssim_reference": proto.reference, "n_pairs": int(len(pairs)),
-        "n_pairs_total": int(n_total), "pairs_source": pinfo["source"], "pairs_seed": pinfo.get("seed"),
-        "pairs_sha256": pairs_sha, "pairs_file_sha256": pinfo["sha256"], "limit": limit,
+        "stage": job.stage, "protocol": proto.name, "ssim_reference": proto.reference, "n_pairs": n,
+        "n_pairs_total": int(job.n_total), "pairs_source": job.pinfo["source"], "pairs_seed": job.pinfo.get("seed"),
+        "pairs_sha256": job.pairs_sha, "pairs_file_sha256": job.pinfo["sha256"], "limit": job.cfg.limit,
         "checkpoint": str(gen.path), "checkpoint_sha256": gen.sha256, "checkpoint_step": int(gen.step),
-        "dataset": str(index.image_root), "image_size": list(gen.image_size), "uint8_conversion": UINT8_CONVERSION,
-        "inception_weights": str(scorer.weights_path) if scorer.weights_path else None,
-        "reid_model": retrieval.path if retrieval else None, "reid_model_sha256": retrieval.sha256 if retrieval else None,
-        "device": str(dev), "seconds": round(seconds, 1), "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "dataset": str(job.index.image_root), "image_size": list(gen.image_size), "uint8_conversion": UINT8_CONVERSION,
+        "inception_weights": str(job.scorer.weights_path) if job.scorer.weights_path else None,
+        "reid_model": job.retrieval.path if job.retrieval else None,
+        "reid_model_sha256": job.retrieval.sha256 if job.retrieval else None,
+        "device": str(job.device), "seconds": round(seconds, 1), "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     records = []
     for row in ROWS:
-        mean = {k.split("/", 1)[1]: float(v.mean()) for k, v in per_pair_t.items() if k.startswith(row + "/")}
-        is_plain = scorers[f"{row}/plain"].score()
-        is_mask = scorers[f"{row}/mask"].score()
+        mean = {k.split("/", 1)[1]: float(v.mean()) for k, v in per_pair.items() if k.startswith(row + "/")}
         records.append({
             "row": row, "description": ROW_DESCRIPTIONS[row],
             "ssim": mean[f"ssim_{proto.name}"], "mask_ssim": mean[f"mask_ssim_{proto.name}"],
-            "is": is_plain, "mask_is": is_mask,
+            "is": scorers[f"{row}/plain"].score(), "mask_is": scorers[f"{row}/mask"].score(),
             "ssim_by_protocol": {p: mean[f"ssim_{p}"] for p in PROTOCOLS},
             "mask_ssim_by_protocol": {p: mean[f"mask_ssim_{p}"] for p in PROTOCOLS},
             "l1": mean["l1"],
-            "id_retrieval": ({"mean": mean["id_retrieval"], "n": int(len(pairs))} if retrieval else
+            "id_retrieval": ({"mean": mean["id_retrieval"], "n": n} if job.retrieval else
                              {"mean": None, "reason": "n/a (no Re-ID model: pass --reid-model)"}),
             **common,
         })
+    return records
 
-    _write_outputs(eval_dir, records, gen, per_pair_t, pairs, samples, proto.name, stage)
+
+def evaluate_generator(run_dir, cfg: EvaluationConfig | None = None, **options) -> list[dict]:
+    """Evaluate the generator of ``run_dir`` on the test pairs; write the records; return them.
+
+    ``cfg``: an :class:`EvaluationConfig` (or its fields as keyword ``options``). Records go to ``run_dir/eval/``
+    for the last trained stage (what ``synthesize`` uses by default, and what ``benchmark`` and the demo read) and
+    to ``run_dir/eval-<stage>/`` for an earlier stage, so that evaluating G1 of a two-stage run never overwrites
+    the G2 records. Returns one record per row (``model``, ``real_vs_real``, ``copy_source``).
+    """
+    if cfg is None:
+        cfg = EvaluationConfig(**{k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()})
+    elif options:
+        cfg = dataclasses.replace(cfg, **options)
+    run_dir = Path(run_dir)
+    job = _prepare(run_dir, cfg)
+    if not cfg.force:
+        done = _finished_records(job.eval_dir, job.gen.sha256, job.stage, job.pairs_sha, job.proto.name,
+                                 job.scorer.weights_path, job.retrieval.sha256 if job.retrieval else None)
+        if done is not None:
+            log.info("%s already holds this evaluation (checkpoint step %d, stage %s, %d pairs, protocol %s): "
+                     "reusing it; --force recomputes", job.eval_dir / "metrics.json", job.gen.step, job.stage,
+                     len(job.pairs), job.proto.name)
+            return done
+    key = sha256_lines([job.gen.sha256, job.stage, job.pairs_sha, str(cfg.batch_size), str(job.scorer.weights_path),
+                        str(cfg.reid_model)])[:16]
+    partial_file = job.eval_dir / f"partial-{key}.pt"
+    scorers = {f"{row}/{kind}": job.scorer.fork() for row in ROWS for kind in ("plain", "mask")}
+    per_pair, samples, seconds = _run_pairs(job, scorers, partial_file)
+    records = _records(job, per_pair, scorers, seconds)
+    _write_outputs(job.eval_dir, records, job.gen, per_pair, job.pairs, samples, job.proto.name, job.stage)
     if partial_file.is_file():
         partial_file.unlink()
     return records
 
 
 def eval_dir_of(run_dir: str | Path, stage: str, trained_stages) -> Path:
-    """``RUN/eval`` for the last trained stage, ``RUN/eval-<stage>`` for an earlier one."""
-    return Path(run_dir) / ("eval" if stage == tuple(trained_stages)[-1] else f"eval-{stage}")
+    """``RUN/eval`` for the last trained stage, ``RUN/eval-<stage>`` for an earlier one (:mod:`reid_aug.rundir`)."""
+    from reid_aug.rundir import GeneratorRun
+
+    return GeneratorRun(run_dir).eval_dir(stage, tuple(trained_stages)[-1]).path
 
 
 def _finished_records(eval_dir: Path, ckpt_sha: str, stage: str, pairs_sha: str, protocol: str,
@@ -313,8 +383,8 @@ def _finished_records(eval_dir: Path, ckpt_sha: str, stage: str, pairs_sha: str,
     if not path.is_file():
         return None
     try:
-        records = json.loads(path.read_text())["records"]
-    except (OSError, ValueError, KeyError, TypeError):
+        records = EvaluationRecord.read(path).records
+    except RecordError:
         log.warning("%s is unreadable: evaluating again", path)
         return None
     weights = str(inception_weights) if inception_weights else None
@@ -374,7 +444,7 @@ def _write_outputs(eval_dir: Path, records: list[dict], gen, per_pair: dict, pai
     all_records.sort(key=lambda r: (r.get("stage") != default_stage, r.get("protocol") != "defgan"))
     doc = {"what": "reid-aug evaluate-generator records", "headline": {"stage": default_stage, "protocol": "defgan"},
            "records": all_records}
-    atomic_write_text(json_file, json.dumps(doc, indent=2, default=str) + "\n")
+    EvaluationRecord(headline=doc["headline"], records=all_records, what=doc["what"]).write(json_file)
     table = pd.DataFrame([_csv_row(r) for r in all_records], columns=list(CSV_COLUMNS))
     atomic_write_text(eval_dir / "metrics.csv", table.to_csv(index=False))
     pp = pd.DataFrame({"from": pairs["from"], "to": pairs["to"]})
@@ -383,9 +453,8 @@ def _write_outputs(eval_dir: Path, records: list[dict], gen, per_pair: dict, pai
             pp[k.split("/", 1)[1]] = v.numpy()
     with atomic_path(eval_dir / "per_pair.csv") as tmp:
         pp.to_csv(tmp, index=False, float_format="%.6f")
-    if samples is not None:
-        atomic_write_bytes(eval_dir / "samples.png",
-                           _sample_grid(samples["src"], samples["pose"], samples["gen"], samples["tgt"]))
+    if samples is not None:   # rows: source | target pose | generated | target
+        save_png(image_grid([samples["src"], samples["pose"], samples["gen"], samples["tgt"]]), eval_dir / "samples.png")
 
 
 def format_records(records: list[dict]) -> str:

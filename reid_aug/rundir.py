@@ -40,11 +40,17 @@ def dataset_label(spec) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class GeneratorRun:
+class _Folder:
+    """A folder of a known layout; ``path`` may be given as a string."""
+
     path: Path
 
     def __post_init__(self):
         object.__setattr__(self, "path", Path(self.path))
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorRun(_Folder):
 
     @classmethod
     def default(cls, recipe_stem: str, dataset) -> "GeneratorRun":
@@ -102,8 +108,7 @@ def checkpoint_file(path: str | Path) -> Path:
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalDir:
-    path: Path
+class EvalDir(_Folder):
 
     @property
     def metrics_json(self) -> Path:
@@ -123,11 +128,7 @@ class EvalDir:
 
 
 @dataclasses.dataclass(frozen=True)
-class SynthesizedSet:
-    path: Path
-
-    def __post_init__(self):
-        object.__setattr__(self, "path", Path(self.path))
+class SynthesizedSet(_Folder):
 
     @property
     def descriptor(self) -> Path:
@@ -163,11 +164,7 @@ class SynthesizedSet:
 
 
 @dataclasses.dataclass(frozen=True)
-class BenchmarkDir:
-    path: Path
-
-    def __post_init__(self):
-        object.__setattr__(self, "path", Path(self.path))
+class BenchmarkDir(_Folder):
 
     @classmethod
     def default(cls, model: str, dataset, augmented_dir=None) -> "BenchmarkDir":

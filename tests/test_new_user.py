@@ -157,3 +157,48 @@ def test_market_not_found_names_no_development_path(tmp_path, monkeypatch):
         resolve_dataset_root("market")
     msg = str(err.value)
     assert "REID_AUG_MARKET_ROOT" in msg and "shared" not in msg and "looked for" not in msg
+
+
+def test_result_sentence_and_spread_only_with_two_or_more_seeds(tmp_path):
+    from reid_aug.reid.tables import bar_chart, headline, results_table
+
+    def run(variant, seed, r1, mp):
+        return {"variant": variant, "seed": seed, "rank1": r1, "rank5": r1, "mAP": mp}
+
+    one = {"baseline_seed0": run("baseline", 0, 0.41, 0.20), "augmented_seed0": run("augmented", 0, 0.27, 0.13)}
+    text = headline(one, [0])
+    assert text.startswith("Augmentation changed rank-1 by -14.0 points and mAP by -7.0 points")
+    assert "one seed: an anecdote" in text
+    gen = {k: "n/a" for k in ("ssim", "is", "mask_ssim", "mask_is")}
+    table = results_table(one, [0], gen, rerank=False)
+    assert "± –" not in table and "mean ± std" not in table and "41.0" in table
+    three = dict(one, baseline_seed1=run("baseline", 1, 0.40, 0.2), augmented_seed1=run("augmented", 1, 0.30, 0.15),
+                 baseline_seed2=run("baseline", 2, 0.42, 0.2), augmented_seed2=run("augmented", 2, 0.28, 0.12))
+    text = headline(three, [0, 1, 2])
+    # deltas -14, -10, -14: mean -12.7, sd 2.3, t(0.975, 2) = 4.303 -> half-width 5.7
+    assert "by -12.7 ± 2.3 (95 % CI [-18.4, -6.9]) points" in text and "over 3 seeds" in text
+    assert "mean ± std" in results_table(three, [0, 1, 2], gen, rerank=False)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seen = {}
+    real_savefig = plt.Figure.savefig
+
+    def spy(fig, *a, **k):
+        ax = fig.axes[0]
+        seen["errorbars"] = sum(len(c.lines[2]) for c in ax.containers if hasattr(c, "lines") and c.lines)
+        seen["title"] = ax.get_title()
+        return real_savefig(fig, *a, **k)
+
+    plt.Figure.savefig = spy
+    try:
+        bar_chart(one, [0], tmp_path / "one.png")
+        one_seed = dict(seen)
+        bar_chart(three, [0, 1, 2], tmp_path / "three.png")
+    finally:
+        plt.Figure.savefig = real_savefig
+    assert one_seed["errorbars"] == 0 and "no spread" in one_seed["title"]
+    assert seen["errorbars"] > 0 and "mean ± std" in seen["title"]

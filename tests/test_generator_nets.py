@@ -137,8 +137,9 @@ def test_discriminator_loss_variants():
     r = (bce(2.0, 1) + bce(-1.0, 1)) / 2
     f = (bce(0.5, 0) + bce(-3.0, 0)) / 2
     c = (bce(1.0, 0) + bce(0.0, 0)) / 2
-    loss, terms = discriminator_loss(real, fake, variant="paper")
-    assert loss.item() == pytest.approx(r + f, rel=1e-5)
+    for variant in ("pair", "unconditional"):        # the same BCE; they differ in what D is shown
+        loss, terms = discriminator_loss(real, fake, variant=variant)
+        assert loss.item() == pytest.approx(r + f, rel=1e-5)
     loss, terms = discriminator_loss(real, fake, cond, variant="official")
     assert loss.item() == pytest.approx(0.5 * r + 0.25 * c + 0.25 * f, rel=1e-5)
     assert terms["d_cond"].item() == pytest.approx(c, rel=1e-5)

@@ -196,7 +196,7 @@ def test_dry_run_writes_nothing_and_says_what_a_run_would_do(tiny_toy, tmp_path,
         assert train_generator(cfg, str(tiny_toy), out, dry_run=True) == out
     assert not (tmp_path / "runs").exists()
     text = " ".join(r.getMessage() for r in caplog.records if "dry run" in r.getMessage())
-    for part in ("nothing written", "172 pairs", "D variant 'paper'", "G1 ", "G2 ", "D ", "device cpu",
+    for part in ("nothing written", "172 pairs", "D variant 'unconditional'", "G1 ", "G2 ", "D ", "device cpu",
                  "stages g1+g2 (7+3 iterations", "output (2, 3, 128, 64) of stage g2"):
         assert part in text, (part, text)
 

@@ -6,11 +6,12 @@ architecture-independent: every generator family's config uses it as its ``runti
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass, field
 
 from reid_aug.config import ConfigError
-from reid_aug.generator.losses import D_VARIANTS, RECON_LOSSES
+from reid_aug.generator.losses import D_VARIANT_ALIASES, D_VARIANTS, RECON_LOSSES
 
 # "g1": stage I (G1 alone, reconstruction loss); "g2": stage II (G1 frozen, G2 + D);
 # "g1+d": one-stage adversarial G1 (Table 1 row "G1+D").
@@ -43,7 +44,16 @@ class LossConfig:
     g1: str = "posemask"            # stage-I reconstruction loss: "posemask" | "l1"
     g2: str = "posemask"            # stage-II (and g1+d) reconstruction loss
     lambda_l1: float = 10.0         # weight of the reconstruction term beside the adversarial one
-    d_variant: str = "paper"        # "paper" | "official" (also shows I_A to D as fake, 0.5/0.25/0.25)
+    d_variant: str = "pair"         # "pair" (the paper's: D judges (I_A, I_B) vs (I_A, G2)) | "official" (also shows
+                                    # I_A to D as fake, 0.5/0.25/0.25) | "unconditional" (before 0.2: "paper")
+
+    def __post_init__(self):
+        old = D_VARIANT_ALIASES.get(self.d_variant)
+        if old is not None:
+            logging.getLogger(__name__).info(
+                "loss.d_variant %r is the unconditional D (renamed %r in reid-aug 0.2; the paper's D is 'pair')",
+                self.d_variant, old)
+            object.__setattr__(self, "d_variant", old)
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,13 @@
 - Pose-mask L1 (paper eq. 1, official ``L1Loss2``):
   ``mean|G - I_B| + mean(|G - I_B| * M_B)``, the means taken over all ``B*3*H*W`` elements,
   ``M_B`` (B,1,H,W) in {0, 1} broadcast over the colour channels.
-- Adversarial terms are binary cross-entropy on logits (DCGAN). The discriminator loss has two
-  variants: ``paper`` = ``BCE(D(I_B), 1) + BCE(D(G2), 0)``; ``official`` =
-  ``0.5 BCE(D(I_B), 1) + 0.25 BCE(D(I_A), 0) + 0.25 BCE(D(G2), 0)`` (the condition image is also
-  shown as fake, which teaches D that "same person, other pose" is not the target).
+- Adversarial terms are binary cross-entropy on logits (DCGAN). Three discriminators (``loss.d_variant``):
+  ``pair`` (the paper's: D is conditioned on the pair, the condition image concatenated on the channel
+  axis: ``BCE(D(I_A, I_B), 1) + BCE(D(I_A, G2), 0)``, so G2 cannot win by copying I_A or by drawing any
+  plausible person); ``official`` (the official code's: an unconditional D that also sees I_A as fake,
+  ``0.5 BCE(D(I_B), 1) + 0.25 BCE(D(I_A), 0) + 0.25 BCE(D(G2), 0)``); ``unconditional``
+  (``BCE(D(I_B), 1) + BCE(D(G2), 0)``; neither publication's; it was called ``paper`` before 0.2 and every
+  stage-II result recorded before then used it).
 """
 from __future__ import annotations
 
@@ -14,7 +17,14 @@ import torch
 import torch.nn.functional as F
 
 RECON_LOSSES = ("posemask", "l1")
-D_VARIANTS = ("paper", "official")
+D_VARIANTS = ("pair", "official", "unconditional")
+# Names of earlier releases -> what the variant really is.
+D_VARIANT_ALIASES = {"paper": "unconditional"}
+
+
+def d_input_channels(variant: str, img_channels: int = 3) -> int:
+    """Input channels of the discriminator: the pair D sees (I_A, image) stacked on the channel axis."""
+    return 2 * img_channels if variant == "pair" else img_channels
 
 
 def l1_terms(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,14 +68,14 @@ def bce_fake(logits: torch.Tensor) -> torch.Tensor:
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, cond_logits: torch.Tensor | None = None,
-                       variant: str = "paper") -> tuple[torch.Tensor, dict]:
+                       variant: str = "pair") -> tuple[torch.Tensor, dict]:
     """D's objective; ``cond_logits`` (D on the condition image I_A) is needed for ``official`` only.
 
     Returns ``(loss, {"d_real", "d_fake", "d_cond"?})`` with the unweighted BCE terms for logging.
     """
     real, fake = bce_real(real_logits), bce_fake(fake_logits)
     terms = {"d_real": real.detach(), "d_fake": fake.detach()}
-    if variant == "paper":
+    if variant in ("pair", "unconditional"):
         loss = real + fake
     elif variant == "official":
         if cond_logits is None:

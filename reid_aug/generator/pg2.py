@@ -16,7 +16,7 @@ import torch
 
 from reid_aug.generator.config import IDENTITY_FIELDS, PG2Config
 from reid_aug.generator.family import GeneratorFamily, Stage, StepModules, register_family
-from reid_aug.generator.losses import bce_real, discriminator_loss, recon_loss
+from reid_aug.generator.losses import bce_real, discriminator_loss, recon_loss, d_input_channels
 
 STAGES = {
     "g1": Stage("g1", g=("g1",)),
@@ -63,7 +63,7 @@ class PG2Family(GeneratorFamily):
         if "g2" in which:
             nets["g2"] = G2(size, width=m.g2_width, levels=m.resolved_g2_levels(), zero_init=m.g2_zero_init)
         if "d" in which:
-            nets["d"] = Discriminator(size, width=m.d_width)
+            nets["d"] = Discriminator(size, width=m.d_width, img_channels=d_input_channels(cfg.loss.d_variant))
         return nets
 
     def stage(self, name: str) -> Stage:
@@ -118,6 +118,11 @@ class PG2Family(GeneratorFamily):
                 f"pose maps {cfg.model.pose_mode!r}")
 
 
+def _with_condition(src: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) condition and image -> (B, 6, H, W): what the pair discriminator judges."""
+    return torch.cat([src, img], dim=1)
+
+
 def _update(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -134,8 +139,12 @@ def _adversarial_step(fake: torch.Tensor, batch: dict, cfg: PG2Config, mods: Ste
     pass runs through D's weights, which D's update changes in place.
     """
     src, tgt, mask = batch["src_img"], batch["tgt_img"], batch["tgt_mask"]
-    official = cfg.loss.d_variant == "official"
-    real_parts = [tgt, src] if official else [tgt]
+    variant = cfg.loss.d_variant
+    official = variant == "official"
+    if variant == "pair":      # D judges pairs: the condition image on the channel axis of real and fake
+        real_parts, fake = [torch.cat([src, tgt], dim=1)], _with_condition(src, fake)
+    else:
+        real_parts = [tgt, src] if official else [tgt]
     b = tgt.shape[0]
     # G loss: through the raw D with frozen weights (no DDP hooks, no wasted weight gradients).
     d = mods.nets["d"]
@@ -144,7 +153,7 @@ def _adversarial_step(fake: torch.Tensor, batch: dict, cfg: PG2Config, mods: Ste
         g_logits = d(torch.cat(real_parts + [fake], dim=0))
     d.requires_grad_(True)
     adv = bce_real(g_logits[-b:])
-    recon, terms = recon_loss(recon_kind, fake, tgt, mask)
+    recon, terms = recon_loss(recon_kind, fake[:, -tgt.shape[1]:], tgt, mask)
     g_loss = adv + cfg.loss.lambda_l1 * recon
     # D loss: real (and the condition image for "official") against the detached fake.
     with mods.autocast():

@@ -32,10 +32,10 @@ def num_levels(height: int) -> int:
     return int(math.log2(height)) - 2
 
 
-def init_xavier(module: nn.Module) -> None:
-    """TF-slim defaults: xavier-uniform weights, zero biases, for every conv and linear."""
+def init_xavier(module: nn.Module, kinds: tuple[type, ...] = (nn.Conv2d, nn.Linear)) -> None:
+    """TF-slim (and Keras) defaults: xavier/Glorot-uniform weights, zero biases, for every layer of ``kinds``."""
     for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
+        if isinstance(m, kinds):
             nn.init.xavier_uniform_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)

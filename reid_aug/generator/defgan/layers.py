@@ -49,8 +49,6 @@ def up_block(cin: int, cout: int, dropout: bool) -> nn.Sequential:
 
 def keras_init(module: nn.Module) -> None:
     """Keras' defaults: Glorot-uniform kernels, zero biases (for every conv of ``module``)."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+    from reid_aug.generator.g1 import init_xavier
+
+    init_xavier(module, (nn.Conv2d, nn.ConvTranspose2d))

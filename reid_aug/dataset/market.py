@@ -197,7 +197,7 @@ def _list_split(folder: Path, split: str) -> tuple[list[dict], list[str]]:
 
 
 def load_dataset(root: str | os.PathLike, check_images: bool = False) -> DatasetIndex:
-    """Index a dataset folder in the Market-1501 layout (``root`` may also be ``market``/``synthetic``).
+    """Index a dataset folder in the Market-1501 layout (``root`` may also be ``market``/``toy``).
 
     Raises :class:`DatasetError` for missing folders, file names that do not parse, malformed
     annotation files, and (with ``check_images``) corrupt or truncated images.

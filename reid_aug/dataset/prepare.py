@@ -33,7 +33,7 @@ def _split_stats(rows) -> dict:
 
 def prepare_dataset(root_or_spec: str | os.PathLike, work_dir: str | os.PathLike,
                     check_images: bool = False) -> dict:
-    """Index ``root_or_spec`` (``market``, ``synthetic`` or a folder) and write into ``work_dir``:
+    """Index ``root_or_spec`` (``market``, ``toy`` or a folder) and write into ``work_dir``:
 
     - ``index.csv``: the :class:`DatasetIndex` table (one row per image);
     - ``summary.json``: the returned summary (per-split images/identities/cameras, keypoint

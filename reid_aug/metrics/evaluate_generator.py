@@ -43,6 +43,7 @@ from reid_aug.metrics.inception_score import InceptionScorer
 from reid_aug.metrics.ssim import PROTOCOLS, get_protocol, l1_pm1, real_to_uint8, ssim, to_uint8
 from reid_aug.pose.maps import pose_maps_to_rgb
 from reid_aug.records import EvaluationRecord
+from reid_aug.rundir import EvalDir
 from reid_aug.runtime import resolve_device
 from reid_aug.utils.images import image_grid, save_png
 from reid_aug.utils.io import atomic_path, atomic_torch_save, atomic_write_text, sha256_lines
@@ -379,7 +380,7 @@ def eval_dir_of(run_dir: str | Path, stage: str, trained_stages) -> Path:
 def _finished_records(eval_dir: Path, ckpt_sha: str, stage: str, pairs_sha: str, protocol: str,
                       inception_weights, reid_sha) -> list[dict] | None:
     """The records of a finished evaluation with exactly these inputs in ``eval_dir/metrics.json``, else None."""
-    path = eval_dir / "metrics.json"
+    path = EvalDir(eval_dir).metrics_json
     if not path.is_file():
         return None
     try:
@@ -429,7 +430,7 @@ def _write_outputs(eval_dir: Path, records: list[dict], gen, per_pair: dict, pai
     import pandas as pd
 
     eval_dir.mkdir(parents=True, exist_ok=True)
-    json_file = eval_dir / "metrics.json"
+    json_file = EvalDir(eval_dir).metrics_json
     old: list[dict] = []
     if json_file.is_file():
         try:

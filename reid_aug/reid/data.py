@@ -27,6 +27,7 @@ import pandas as pd
 from reid_aug.dataset.regime import keep_per_identity
 from reid_aug.errors import DatasetError
 from reid_aug.records import read_csv
+from reid_aug.rundir import SynthesizedSet
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def read_augmented(augmented_dir: str | Path) -> pd.DataFrame:
                                f"Market pattern ([-\\d]+)_c(\\d); it cannot be given its source identity")
         rows.append(dict(name=p.name, path=str(p), pid=int(m.group(1)), camid=int(m.group(2))))
     table = pd.DataFrame(rows, columns=["name", "path", "pid", "camid"])
-    manifest = d / "manifest.csv"
+    manifest = SynthesizedSet(d).manifest
     if manifest.is_file():
         man = read_csv(manifest, "a synthesis manifest (manifest.csv)", required=("file", "pid", "camid"))
         man_names = man["file"].map(lambda f: Path(str(f)).name)

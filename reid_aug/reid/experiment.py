@@ -36,7 +36,7 @@ from reid_aug.reid.config import BenchmarkConfig, lr_schedule, schedule_warning,
 from reid_aug.reid.models import (build_model, extract_features, find_imagenet_weights, load_backbone_weights,
                                   save_reid_model)
 from reid_aug.reid.results import load_results, normalized_setup, reuse_baselines, run_seeds, write_results
-from reid_aug.rundir import BenchmarkDir
+from reid_aug.rundir import BenchmarkDir, GeneratorRun, SynthesizedSet
 from reid_aug.runtime import resolve_device
 from reid_aug.utils.io import sha256_file
 
@@ -126,14 +126,14 @@ def _train_and_evaluate(cfg: BenchmarkConfig, splits, variant: str, seed: int, o
                                               gamma=t.gamma, max_epoch=t.epochs)
     engine = make_engine_class()(dm, model, optimizer, scheduler, use_gpu=use_gpu, label_smooth=t.label_smooth,
                                  labels=t.labels)
-    run_dir = out_dir / "runs" / tag
-    run_dir.mkdir(parents=True, exist_ok=True)
-    train = train_epochs(engine, plan["epochs"], run_dir / "checkpoint.pt", desc=tag,
+    resume_ckpt = BenchmarkDir(out_dir).resume_checkpoint(tag)
+    resume_ckpt.parent.mkdir(parents=True, exist_ok=True)
+    train = train_epochs(engine, plan["epochs"], resume_ckpt, desc=tag,
                          max_iters_per_epoch=t.max_iters_per_epoch, total_iters=plan["total_iters"],
                          lr_step_iters=plan["lr_step_iters"])
     if train["iterations"] != plan["total_iters"]:
         raise AssertionError(f"{tag} took {train['iterations']} iterations, the plan said {plan['total_iters']}")
-    model_path = out_dir / "models" / f"{tag}.pt"
+    model_path = BenchmarkDir(out_dir).model_file(tag)
     save_reid_model(model, cfg, model_path, {"num_classes": dm.num_train_pids, "variant": variant, "seed": seed,
                                              "pid2label": {str(k): v for k, v in splits.pid2label.items()}})
     t_eval = time.time()
@@ -174,7 +174,7 @@ def _default_generator_eval(augmented_dir: Path | None) -> Path | None:
     """``synthesize`` writes to RUN/synthesized-K by default, and evaluate-generator to RUN/eval/."""
     if augmented_dir is None:
         return None
-    cand = Path(augmented_dir).resolve().parent / "eval" / "metrics.json"
+    cand = GeneratorRun(Path(augmented_dir).resolve().parent).eval_dir().metrics_json
     return cand if cand.is_file() else None
 
 
@@ -236,14 +236,14 @@ def _run(cfg, dataset, augmented_dir, seeds, weights, generator_eval, out_dir: P
                  p["iters_per_epoch"], " (last epoch cut)" if p["total_iters"] % p["iters_per_epoch"] else "",
                  p["total_iters"])
 
-    manifest = Path(augmented_dir) / "manifest.csv" if augmented_dir is not None else None
+    manifest = SynthesizedSet(augmented_dir).manifest if augmented_dir is not None else None
     # the compared setup: what makes two runs comparable. Seeds are not part of it (extending --seeds 0 to
     # 0,1,2 on the same folder adds runs); they are kept in results["seeds"].
     setup = {"dataset": str(index.image_root), "augmented_dir": str(augmented_dir) if augmented_dir else None,
              "augmented_manifest_sha256": sha256_file(manifest) if manifest is not None and manifest.is_file()
              else None, "weights": str(weights) if (cfg.model.pretrained and weights) else None,
              "config": to_dict(cfg)}
-    results_path = out_dir / "results.json"
+    results_path = BenchmarkDir(out_dir).results_json
     results = load_results(results_path)
     if results and normalized_setup(results.get("setup")) != setup:
         raise ReidAugError(f"{out_dir} holds results of a different benchmark (config incl. train.budget, dataset, "
@@ -270,8 +270,7 @@ def _run(cfg, dataset, augmented_dir, seeds, weights, generator_eval, out_dir: P
         results["runs"][f"{variant}_seed{seed}"] = rec
         results["seeds"] = run_seeds(results["runs"])
         write_results(results_path, results)
-        ck = out_dir / "runs" / f"{variant}_seed{seed}" / "checkpoint.pt"
-        ck.unlink(missing_ok=True)   # the finished model lives in models/; results.json marks it done
+        BenchmarkDir(out_dir).resume_checkpoint(f"{variant}_seed{seed}").unlink(missing_ok=True)   # the finished model lives in models/; results.json marks it done
     write_results(results_path, results)
     write_report(out_dir, results, seeds=list(seeds), generator_eval=gen_eval,
                  train_info={"plan": plan, "train_per_id": d.train_per_id, "subsample_seed": d.subsample_seed,

@@ -78,7 +78,7 @@ def reuse_baselines(results: dict, setup: dict, plan: dict, seeds, source: Path,
         rec = dict(rec, reused_from=str(src_file))
         model = Path(rec.get("model_path", ""))
         if model.is_file():
-            dst = out_dir / "models" / model.name
+            dst = BenchmarkDir(out_dir).model_file(model.stem)
             dst.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(dst, model.read_bytes())
             rec["model_path"] = str(dst)

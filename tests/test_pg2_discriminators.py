@@ -76,5 +76,18 @@ def test_dry_run_shows_the_d_variant(tiny_toy, tmp_path, caplog):
     cfg, out = resolve_training(str(tiny_toy), "pg2_market", TINY, tmp_path / "dry")
     with caplog.at_level("INFO"):
         train_generator(cfg, str(tiny_toy), out, dry_run=True)
-    assert any("D variant 'pair'" in r.getMessage() for r in caplog.records)
+    assert any("D variant 'pair'" in r.getMessage() and "the 'pg2' pose mask" in r.getMessage()
+               for r in caplog.records)
     assert not out.exists()
+
+
+def test_mask_style_reaches_the_training_batches(tiny_toy):
+    from reid_aug.generator.data import load_training_data
+    from reid_aug.pose.maps import pose_masks
+
+    for style in ("pg2", "defgan"):
+        data = load_training_data(str(tiny_toy), (128, 64), "pg2", 2, 0, mask_style=style)
+        item = data.train_set[0]
+        assert torch.equal(item["tgt_mask"], pose_masks(item["tgt_kp"], (128, 64), style=style))
+    assert load_config(PG2Config, "pg2_market").pose.mask_style == "pg2"
+    assert load_config(PG2Config, "pg2_market_cpu").pose.mask_style == "defgan"

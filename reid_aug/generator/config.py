@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from reid_aug.config import ConfigError
+from reid_aug.pose.maps import MASK_STYLES
 from reid_aug.generator.losses import D_VARIANT_ALIASES, D_VARIANTS, RECON_LOSSES
 
 # "g1": stage I (G1 alone, reconstruction loss); "g2": stage II (G1 frozen, G2 + D);
@@ -54,6 +55,13 @@ class LossConfig:
                 "loss.d_variant %r is the unconditional D (renamed %r in reid-aug 0.2; the paper's D is 'pair')",
                 self.d_variant, old)
             object.__setattr__(self, "d_variant", old)
+
+
+@dataclass(frozen=True)
+class PoseConfig:
+    # The pose mask of the reconstruction loss: "pg2" (PG²'s own, official _getPoseMask) | "defgan" (Deformable
+    # GAN's produce_ma_mask; what every run before 0.2 used, so old configs without this key read as defgan).
+    mask_style: str = "defgan"
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,7 @@ class PG2Config:
     family: str = "pg2"             # the generator family (reid_aug.generator.family); recipes may omit it
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    pose: PoseConfig = field(default_factory=PoseConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
@@ -135,6 +144,8 @@ def validate(cfg: PG2Config) -> None:
     for name in ("g1", "g2"):
         if getattr(lo, name) not in RECON_LOSSES:
             raise ConfigError(f"loss.{name}={getattr(lo, name)!r}: expected one of {RECON_LOSSES}")
+    if cfg.pose.mask_style not in MASK_STYLES:
+        raise ConfigError(f"pose.mask_style={cfg.pose.mask_style!r}: expected one of {MASK_STYLES}")
     if lo.d_variant not in D_VARIANTS:
         raise ConfigError(f"loss.d_variant={lo.d_variant!r}: expected one of {D_VARIANTS}")
     if not t.stages:
@@ -156,7 +167,7 @@ def validate(cfg: PG2Config) -> None:
 
 
 # Fields that decide what is being trained: a --resume must not change them.
-IDENTITY_FIELDS = ("family", "model", "loss", "train.stages", "train.batch_size", "train.lr", "train.g2_lr", "train.d_lr",
+IDENTITY_FIELDS = ("family", "model", "loss", "pose", "train.stages", "train.batch_size", "train.lr", "train.g2_lr", "train.d_lr",
                    "train.betas", "train.flip", "train.seed")
 
 

@@ -131,7 +131,8 @@ class TrainingData:
         )
 
 
-def load_training_data(dataset: str, image_size, pose_mode: str, n_samples: int, seed: int) -> TrainingData:
+def load_training_data(dataset: str, image_size, pose_mode: str, n_samples: int, seed: int,
+                       mask_style: str = "defgan") -> TrainingData:
     """Index ``dataset`` (market | toy | PATH) and set up its training pairs and sample pairs."""
     from reid_aug.dataset.market import load_dataset, resolve_dataset_root
     from reid_aug.pairs.pairs import pairs_sha256, test_pairs, train_pairs
@@ -145,13 +146,14 @@ def load_training_data(dataset: str, image_size, pose_mode: str, n_samples: int,
                            f"identity whose shoulders and hips are annotated (annotations/*annotation-train.csv)")
     info = {"spec": str(dataset), "root": str(root), "n_pairs": int(len(pairs)), "pairs_sha256": pairs_sha256(pairs)}
     size = tuple(image_size)
-    train_set = PosePairDataset(index, pairs, flip=False, pose_mode=pose_mode, size=size)
+    train_set = PosePairDataset(index, pairs, flip=False, pose_mode=pose_mode, size=size, mask_style=mask_style)
     try:
         sample_pairs, _ = test_pairs(index, n=n_samples, seed=seed)
     except DatasetError as e:
         log.warning("no test pairs for the sample grids (%s); using training pairs", e)
         sample_pairs = pairs
     sample_pairs = sample_pairs.iloc[:n_samples].reset_index(drop=True)
-    sample_set = PosePairDataset(index, sample_pairs, flip=False, pose_mode=pose_mode, size=size)
+    sample_set = PosePairDataset(index, sample_pairs, flip=False, pose_mode=pose_mode, size=size,
+                                 mask_style=mask_style)
     sample_batch = torch.utils.data.default_collate([sample_set[i] for i in range(len(sample_set))])
     return TrainingData(str(dataset), root, pairs, train_set, sample_batch, info)

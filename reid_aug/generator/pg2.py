@@ -114,7 +114,8 @@ class PG2Family(GeneratorFamily):
 
     def describe(self, cfg: PG2Config) -> str:
         lo = cfg.loss
-        return (f"reconstruction {lo.g1}/{lo.g2}, lambda {lo.lambda_l1:g}, D variant {lo.d_variant!r}, "
+        return (f"reconstruction {lo.g1}/{lo.g2} with the {cfg.pose.mask_style!r} pose mask, lambda "
+                f"{lo.lambda_l1:g}, D variant {lo.d_variant!r}, "
                 f"pose maps {cfg.model.pose_mode!r}")
 
 

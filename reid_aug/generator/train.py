@@ -80,7 +80,9 @@ def train_generator(cfg, dataset: str, out_dir: str | Path, resume: bool = False
         if dist.main:
             _warn_gpu_recipe_on_cpu(cfg, placement)
         t = cfg.train
-        data = load_training_data(dataset, cfg.model.image_size, cfg.model.pose_mode, t.n_samples, t.seed)
+        pose = getattr(cfg, "pose", None)     # the loss's pose mask (families without one: the default)
+        data = load_training_data(dataset, cfg.model.image_size, cfg.model.pose_mode, t.n_samples, t.seed,
+                                  mask_style=pose.mask_style if pose is not None else "defgan")
         if dry_run:
             _dry_run(cfg, family, data, placement)
             return run.path

@@ -110,7 +110,7 @@ class PosePairDataset(Dataset):
     """
 
     def __init__(self, index, pairs: pd.DataFrame, flip: bool = False, pose_mode: str = "pg2",
-                 size: Sequence[int] = (128, 64), with_maps: bool = True):
+                 size: Sequence[int] = (128, 64), with_maps: bool = True, mask_style: str = "defgan"):
         self._images = _IndexedImages(index, size, pose_mode)
         if not {"from", "to"} <= set(pairs.columns):
             raise ValueError(f"pairs must have columns 'from' and 'to', got {list(pairs.columns)}")
@@ -120,6 +120,7 @@ class PosePairDataset(Dataset):
         self.pose_mode = pose_mode
         self.size = self._images.size
         self.with_maps = with_maps
+        self.mask_style = mask_style      # tgt_mask: Deformable GAN's or PG²'s construction (pose_masks)
 
     def __len__(self) -> int:
         return len(self.src_names)
@@ -136,11 +137,12 @@ class PosePairDataset(Dataset):
                 "src_name": self.src_names[i], "tgt_name": self.tgt_names[i], "flipped": flipped}
         if self.with_maps:
             poses = pose_heatmaps(kps, self.size, mode=self.pose_mode)
-            item.update(src_pose=poses[0], tgt_pose=poses[1], tgt_mask=pose_masks(kps[1], self.size))
+            item.update(src_pose=poses[0], tgt_pose=poses[1], tgt_mask=pose_masks(kps[1], self.size, style=self.mask_style))
         return item
 
 
-def add_pose_maps(batch: dict, pose_mode: str = "pg2", size: Sequence[int] | None = None) -> dict:
+def add_pose_maps(batch: dict, pose_mode: str = "pg2", size: Sequence[int] | None = None,
+                  mask_style: str = "defgan") -> dict:
     """Fill ``src_pose``, ``tgt_pose`` ``(B,18,H,W)`` and ``tgt_mask`` ``(B,1,H,W)`` of a collated batch
     from its ``src_kp``/``tgt_kp`` ``(B,18,2)``, batched, on the keypoints' device. Returns ``batch``.
 
@@ -152,7 +154,7 @@ def add_pose_maps(batch: dict, pose_mode: str = "pg2", size: Sequence[int] | Non
     kps = torch.stack([batch["src_kp"], batch["tgt_kp"]])                # (2, B, 18, 2)
     poses = pose_heatmaps(kps, size, mode=pose_mode)
     batch["src_pose"], batch["tgt_pose"] = poses[0], poses[1]
-    batch["tgt_mask"] = pose_masks(batch["tgt_kp"], size)
+    batch["tgt_mask"] = pose_masks(batch["tgt_kp"], size, style=mask_style)
     return batch
 
 

@@ -7,6 +7,7 @@ convention of PG² and Deformable GAN.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -173,8 +174,15 @@ def binary_closing(mask: torch.Tensor, kernel: int = 5) -> torch.Tensor:
     return closed if mask.dtype == torch.bool else closed.to(mask.dtype)
 
 
-def pose_masks(kps, size: Sequence[int] = (128, 64), radius: float = 4, closing: int = 5) -> torch.Tensor:
-    """Pose mask M of PG² / Deformable GAN: ``(..., 18, 2)`` keypoints -> float32 ``(..., 1, H, W)`` in {0, 1}.
+MASK_STYLES = ("defgan", "pg2")
+
+
+def pose_masks(kps, size: Sequence[int] = (128, 64), radius: float = 4, closing: int = 5,
+               style: str = "defgan") -> torch.Tensor:
+    """Pose mask M: ``(..., 18, 2)`` keypoints -> float32 ``(..., 1, H, W)`` in {0, 1}.
+
+    ``style="pg2"``: PG²'s own mask (:func:`pg2_pose_masks`); ``style="defgan"`` (the default): Deformable GAN's,
+    as follows.
 
     Exact variant (pixel ``(i, j)`` is the point ``(y, x) = (i, j)``):
 
@@ -193,6 +201,10 @@ def pose_masks(kps, size: Sequence[int] = (128, 64), radius: float = 4, closing:
     column spans (exact integer arithmetic), painted with a difference array: a few small tensor
     ops per batch.
     """
+    if style == "pg2":
+        return pg2_pose_masks(kps, size, int(radius), closing)
+    if style != "defgan":
+        raise ValueError(f"pose mask style {style!r}: expected one of {MASK_STYLES}")
     kp, lead = _as_keypoints(kps)
     h, w = int(size[0]), int(size[1])
     kp64 = kp.double()
@@ -202,6 +214,47 @@ def pose_masks(kps, size: Sequence[int] = (128, 64), radius: float = 4, closing:
     r_lo, r_hi = _rect_spans(kp64[:, _LIMB_FROM], kp64[:, _LIMB_TO], limb_ok, float(radius), rows)
     d_lo, d_hi = _disc_spans(kp64, present, float(radius), rows)
     mask = _paint_spans(torch.cat([r_lo, d_lo], 1), torch.cat([r_hi, d_hi], 1), w)
+    if closing and closing > 1:
+        mask = binary_closing(mask, closing)
+    return mask.to(torch.float32).reshape(*lead, 1, h, w)
+
+
+def pg2_pose_masks(kps, size: Sequence[int] = (128, 64), radius: int = 4, closing: int = 5) -> torch.Tensor:
+    """PG²'s pose mask (official ``_getPoseMask(peaks, h, w, radius=4, mode='Solid')``, the ``pose_mask_r4`` its
+    loss uses): ``(..., 18, 2)`` keypoints -> float32 ``(..., 1, H, W)`` in {0, 1}.
+
+    For each of the 23 :data:`MASK_LIMBS` whose two joints are both present: closed discs
+    ``i^2 + j^2 <= radius^2`` at both joints and at ``sampleN - 1`` points between them, ``sampleN =
+    int(|p1 - p0| / radius)``, point ``k`` at ``p0 + (p1 - p0) * k // sampleN`` (the official Python 2 integer
+    division of integer coordinates); then a ``closing`` square dilation and erosion (skimage ``square(5)``,
+    pixels outside the image reflected). Unlike Deformable GAN's mask, a joint with no present partner is
+    not drawn and limbs are chains of discs, not rectangles. One scatter of disc stamps per batch.
+    """
+    kp, lead = _as_keypoints(kps)
+    h, w = int(size[0]), int(size[1])
+    n = kp.shape[0]
+    k = kp.long()
+    ok = (k[:, _LIMB_FROM] >= 0).all(-1) & (k[:, _LIMB_TO] >= 0).all(-1)            # (N, L)
+    p0, p1 = k[:, _LIMB_FROM], k[:, _LIMB_TO]                                      # (N, L, 2) as (y, x)
+    dist = torch.sqrt(((p1 - p0) ** 2).sum(-1).double())
+    sample_n = torch.floor(dist / radius).long()                                   # (N, L)
+    steps = torch.arange(1, int(math.hypot(h, w) // radius) + 2, device=kp.device)  # every possible k
+    frac = (p1 - p0)[..., None, :] * steps[:, None]                                # (N, L, S, 2)
+    mid = p0[..., None, :] + torch.div(frac, sample_n.clamp_min(1)[..., None, None], rounding_mode="floor")
+    mid_ok = ok[..., None] & (steps < sample_n[..., None]) & (sample_n[..., None] > 1)
+    centres = torch.cat([p0, p1, mid.flatten(1, 2)], 1)                             # (N, C, 2)
+    centre_ok = torch.cat([ok, ok, mid_ok.flatten(1, 2)], 1)
+    r = int(radius)
+    dy, dx = torch.meshgrid(torch.arange(-r, r + 1, device=kp.device), torch.arange(-r, r + 1, device=kp.device),
+                            indexing="ij")
+    disc = (dy * dy + dx * dx) <= r * r
+    dy, dx = dy[disc], dx[disc]                                                    # (K,)
+    ys, xs = centres[..., 0, None] + dy, centres[..., 1, None] + dx                # (N, C, K)
+    inside = centre_ok[..., None] & (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+    flat = torch.where(inside, ys * w + xs, torch.full_like(ys, h * w)).flatten(1)  # h*w: a spare cell
+    mask = torch.zeros(n, h * w + 1, dtype=torch.bool, device=kp.device)
+    mask.scatter_(1, flat, True)
+    mask = mask[:, : h * w].view(n, h, w)
     if closing and closing > 1:
         mask = binary_closing(mask, closing)
     return mask.to(torch.float32).reshape(*lead, 1, h, w)

@@ -18,8 +18,8 @@ mkdir -p "$OUT"
 stamp() { echo "[$(date -u +%FT%TZ)] $*"; }
 
 stamp "generator"
-resume=(); [ -f "$OUT/generator/checkpoint.pt" ] && resume=(--resume)
-reid-aug train-generator market --recipe pg2_market_cpu --out "$OUT/generator" "${resume[@]}"
+# --resume continues a run folder (or starts one where there is none yet)
+reid-aug train-generator market --recipe pg2_market_cpu --out "$OUT/generator" --resume
 
 stamp "evaluate-generator"
 reid-aug evaluate-generator "$OUT/generator" --dataset market --protocol defgan

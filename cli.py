@@ -105,9 +105,11 @@ def train_generator_cmd(dataset, recipe, out_dir, overrides, resume, dry_run):
               help="Test pairs CSV (header from,to); default: the dataset's *pairs-test.csv.")
 @click.option("--inception-weights", type=click.Path(path_type=Path), default=None,
               help="pt_inception-2015-12-05 weights file for IS / mask-IS.")
-@click.option("--protocol", type=click.Choice(["defgan", "pg2"]), default=None,
-              help="SSIM shown as `ssim` (default defgan: Deformable GAN/PATN's call; pg2: PG²'s); both are recorded, "
-                   "and each record names its protocol.")
+@click.option("--protocol", type=click.Choice(["defgan", "defgan-2018", "pg2"]), default=None,
+              help="SSIM shown as `ssim`: defgan (default; Deformable GAN/PATN's call with today's scikit-image, "
+                   "11-tap Gaussian), defgan-2018 (the same call as their published tables ran it: skimage "
+                   "0.13/0.14, 13 taps), pg2 (PG²'s: 7x7 uniform window). Every protocol is recorded, and each "
+                   "record names the one its `ssim` used.")
 @click.option("--stage", type=click.Choice(["g1", "g2"]), default=None,
               help="Default: the last trained stage (records in RUN/eval); an earlier one writes RUN/eval-<stage>.")
 @click.option("--reid-model", type=click.Path(path_type=Path), default=None,

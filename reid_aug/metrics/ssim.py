@@ -103,10 +103,15 @@ class SSIMProtocol:
     use_sample_covariance: bool
     data_range: str | float  # "generated": max - min of the first (generated) image; or a number
     reference: str  # the published call, for the records
+    # Pixels of symmetric padding (scipy.ndimage's "reflect") added on every side before the valid filtering:
+    # for a filter wider than the crop (the 2018 call), the cropped border pixels see reflected neighbours.
+    border: int = 0
 
     @property
     def pad(self) -> int:
-        """scikit-image crops ``(win_size - 1) // 2`` pixels on every side before averaging."""
+        """Half the filter width: scikit-image crops ``(win_size - 1) // 2`` pixels on every side before averaging
+        (for ``defgan-2018``: the 13-tap filter's radius 6 on the image padded by ``border`` = 1, i.e. 5 of the
+        original, as the old call's ``win_size`` 11 crop)."""
         return (self.win_size - 1) // 2
 
     @property
@@ -126,6 +131,15 @@ PROTOCOLS: dict[str, SSIMProtocol] = {
         data_range="generated",
         reference="skimage structural_similarity(gen, real, gaussian_weights=True, sigma=1.5, "
                   "use_sample_covariance=False, channel_axis=-1, data_range=gen.max()-gen.min())"),
+    # Deformable GAN / PATN as they ran in 2018: scikit-image 0.13/0.14 ``compare_ssim(gaussian_weights=True,
+    # sigma=1.5, ...)`` filtered with scipy's gaussian_filter at its default truncate 4.0 (13 taps, radius 6,
+    # border "reflect") while cropping (win_size 11 - 1) // 2 = 5 pixels; today's call uses 11 taps.
+    "defgan-2018": SSIMProtocol(
+        name="defgan-2018", gaussian_weights=True, sigma=1.5, win_size=13, use_sample_covariance=False,
+        data_range="generated", border=1,
+        reference="skimage 0.13/0.14 compare_ssim(gen, real, gaussian_weights=True, sigma=1.5, "
+                  "use_sample_covariance=False, multichannel=True, data_range=gen.max()-gen.min()): 13-tap Gaussian "
+                  "(truncate 4.0, reflect border), crop 5"),
     "pg2": SSIMProtocol(
         name="pg2", gaussian_weights=False, sigma=1.5, win_size=7, use_sample_covariance=True, data_range=255.0,
         reference="skimage structural_similarity(gen, real, channel_axis=-1)  # defaults: 7x7 uniform, "
@@ -373,8 +387,8 @@ def ssim(img1: torch.Tensor, img2: torch.Tensor, protocol: str | SSIMProtocol = 
     with _cpu_threads(img1.device):
         if img2.device != img1.device:
             img2 = img2.to(img1.device)
-        img1 = apply_mask(img1, mask).contiguous()
-        img2 = apply_mask(img2, mask).contiguous()
+        img1 = _pad_symmetric(apply_mask(img1, mask), proto.border).contiguous()
+        img2 = _pad_symmetric(apply_mask(img2, mask), proto.border).contiguous()
         out = torch.empty(img1.shape[0], dtype=torch.float64, device=img1.device)
         if img1.shape[0] == 0:
             return out
@@ -410,6 +424,14 @@ def _ssim_all(img1: torch.Tensor, img2: torch.Tensor, data_range: torch.Tensor, 
     return out
 
 
+def _pad_symmetric(img: torch.Tensor, border: int) -> torch.Tensor:
+    """(B, C, H, W) padded by ``border`` pixels mirrored with the edge included (scipy.ndimage's ``reflect``)."""
+    if border <= 0:
+        return img
+    rows = torch.cat([img[..., :border, :].flip(-2), img, img[..., -border:, :].flip(-2)], dim=-2)
+    return torch.cat([rows[..., :border].flip(-1), rows, rows[..., -border:].flip(-1)], dim=-1)
+
+
 def ssim_skimage(img1: torch.Tensor, img2: torch.Tensor, protocol: str | SSIMProtocol = "defgan",
                  mask: torch.Tensor | None = None):
     """Reference: the published per-image scikit-image loop. Returns numpy float64 (B,).
@@ -421,6 +443,9 @@ def ssim_skimage(img1: torch.Tensor, img2: torch.Tensor, protocol: str | SSIMPro
     from skimage.metrics import structural_similarity
 
     proto = get_protocol(protocol)
+    if proto.border:
+        raise MetricsError(f"no call of today's scikit-image reproduces the {proto.name!r} protocol ({proto.reference});"
+                           f" tests/test_ssim_legacy.py checks it against an independent port of the old call")
     _check_pair(img1, img2, proto.win_size)
     gen = apply_mask(img1, mask).permute(0, 2, 3, 1).cpu().numpy()
     real = apply_mask(img2.to(img1.device), mask).permute(0, 2, 3, 1).cpu().numpy()

@@ -111,6 +111,14 @@ def test_values_match_a_direct_computation(trained_run, tiny_toy):
     assert model["ssim"] == pytest.approx(ssim_skimage(fake, real, "pg2").mean(), abs=1e-6)
     assert model["mask_ssim_by_protocol"]["defgan"] == pytest.approx(
         ssim_skimage(fake, real, "defgan", mask=batch["tgt_mask"]).mean(), abs=1e-6)
+    # PG²'s mask-SSIM: its score_mask.py masks with the SOURCE's PG² mask (what its test step writes to mask/)
+    from reid_aug.pose.maps import pose_masks
+
+    src_mask = pose_masks(batch["src_kp"], gen.image_size, style="pg2")
+    assert model["mask_ssim"] == model["mask_ssim_by_protocol"]["pg2"] == pytest.approx(
+        ssim_skimage(fake, real, "pg2", mask=src_mask).mean(), abs=1e-6)
+    assert model["mask_ssim"] != pytest.approx(ssim_skimage(fake, real, "pg2", mask=batch["tgt_mask"]).mean(),
+                                               abs=1e-6)
     # both evaluations are kept in metrics.json; the defgan one stays first
     doc = json.loads((trained_run / "eval" / "metrics.json").read_text())
     assert {(r["protocol"], r["row"]) for r in doc["records"]} >= {("defgan", "model"), ("pg2", "model")}

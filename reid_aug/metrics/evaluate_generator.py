@@ -12,7 +12,12 @@ uint8 conversion, as the published evaluation code: generated ``clip((x + 1) / 2
 (``astype(np.uint8)``, Deformable GAN's ``deprocess_image`` / PATN's ``tensor2im``; the clip as PG²'s
 ``denorm_img``, since G1's output is linear). Real images keep their exact decoded JPEG values.
 SSIM: :mod:`reid_aug.metrics.ssim` (both protocols are recorded; ``ssim`` / ``mask_ssim`` hold the chosen one).
-mask-SSIM / mask-IS: both images multiplied by the target's pose mask (:func:`reid_aug.pose.pose_masks`).
+mask-SSIM: both images multiplied by a pose mask, as each publication did it. ``defgan`` / ``defgan-2018``: the
+TARGET's Deformable GAN mask (:func:`reid_aug.pose.pose_masks`). ``pg2``: the SOURCE's PG² mask
+(``pose_masks(style="pg2")``): PG²'s ``score_mask.py`` reads ``<test dir>/mask/``, and its ``trainer.py`` test step
+writes ``mask_fixed`` there -- the mask of the condition image (``pose_mask_r4_0``) -- while ``mask_target_fixed``
+goes to ``mask_target/``, which the score never reads (official repository, HEAD: ``score_mask.py`` lines 39/122,
+``trainer.py`` lines 361-405). mask-IS: the target's Deformable GAN mask.
 L1: PATN's ``l1_score``, mean ``|a - b|`` on the [-1, 1] scale of the uint8 images.
 Identity retrieval (with ``reid_model``): the share of queries whose nearest real gallery image, by that Re-ID
 model's features, has the source identity; the pair's own two images are left out of the gallery so that copying
@@ -41,7 +46,7 @@ from reid_aug.errors import ConfigError, RecordError
 from reid_aug.metrics import MetricsError
 from reid_aug.metrics.inception_score import InceptionScorer
 from reid_aug.metrics.ssim import PROTOCOLS, get_protocol, l1_pm1, real_to_uint8, ssim, to_uint8
-from reid_aug.pose.maps import pose_maps_to_rgb
+from reid_aug.pose.maps import pose_maps_to_rgb, pose_masks
 from reid_aug.records import EvaluationRecord
 from reid_aug.rundir import EvalDir
 from reid_aug.runtime import resolve_device
@@ -245,11 +250,15 @@ def _score_batch(job: _Job, batch: dict, scorers: dict) -> tuple[dict[str, torch
     real = real_to_uint8(batch["tgt_img"].to(dev))
     src = real_to_uint8(batch["src_img"].to(dev))
     mask = batch["tgt_mask"].to(dev)
+    masks = {name: mask for name in PROTOCOLS}
+    # PG²'s score_mask.py masks both images with the mask its test step wrote to mask/: the SOURCE image's own
+    # PG² pose mask (pose_mask_r4_0), not the target's (see the module docstring).
+    masks["pg2"] = pose_masks(batch["src_kp"], tuple(real.shape[-2:]), style="pg2").to(dev)
     cols: dict[str, torch.Tensor] = {}
     for row, out in {"model": fake, "real_vs_real": real, "copy_source": src}.items():
         for name in PROTOCOLS:
             cols[f"{row}/ssim_{name}"] = ssim(out, real, name).cpu()
-            cols[f"{row}/mask_ssim_{name}"] = ssim(out, real, name, mask=mask).cpu()
+            cols[f"{row}/mask_ssim_{name}"] = ssim(out, real, name, mask=masks[name]).cpu()
         cols[f"{row}/l1"] = l1_pm1(out, real).cpu()
         scorers[f"{row}/plain"].add(out)
         scorers[f"{row}/mask"].add(out * mask.to(torch.uint8))

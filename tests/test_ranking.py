@@ -146,3 +146,24 @@ def test_small_gallery_clips_ranks():
 def test_shape_errors():
     with pytest.raises(ValueError, match="gallery"):
         evaluate_rank(np.zeros((2, 3)), np.array([1, 2]), np.array([1, 2]), np.array([0, 0]), np.array([0, 0]))
+
+
+def test_equals_torchreid_at_market_scale_with_its_real_labels(market_root):
+    """Market-1501's own query/gallery pids and cameras (junk, distractors, same-camera matches), 400 queries x the
+    whole 19,732-image gallery, random distances: our evaluator equals torchreid's (which never sees junk: its
+    Market1501 reader drops pid -1)."""
+    from reid_aug.dataset.market import load_dataset
+
+    table = load_dataset(market_root).table
+    query, gallery = table[table["split"] == "query"], table[table["split"] == "gallery"]
+    rng = np.random.default_rng(7)
+    q = query.iloc[np.sort(rng.choice(len(query), 400, replace=False))]
+    q_pids, q_cams = q["pid"].to_numpy(), q["camid"].to_numpy()
+    g_pids, g_cams = gallery["pid"].to_numpy(), gallery["camid"].to_numpy()
+    dist = rng.random((len(q), len(gallery)), dtype=np.float32)
+    cmc, mAP = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams)
+    keep = g_pids != -1
+    ref_cmc, ref_map = _torchreid_eval(dist[:, keep], q_pids, g_pids[keep], q_cams, g_cams[keep])
+    assert len(gallery) == 19732 and (~keep).sum() == int((gallery["kind"] == "junk").sum()) > 3000
+    np.testing.assert_array_equal(cmc, ref_cmc)
+    assert mAP == pytest.approx(float(ref_map), abs=1e-12, rel=1e-12)

@@ -166,4 +166,5 @@ def test_equals_torchreid_at_market_scale_with_its_real_labels(market_root):
     ref_cmc, ref_map = _torchreid_eval(dist[:, keep], q_pids, g_pids[keep], q_cams, g_cams[keep])
     assert len(gallery) == 19732 and (~keep).sum() == int((gallery["kind"] == "junk").sum()) > 3000
     np.testing.assert_array_equal(cmc, ref_cmc)
-    assert mAP == pytest.approx(float(ref_map), abs=1e-12, rel=1e-12)
+    # torchreid sums 400 per-query APs in float32 (its mean of a float32 list): ~1e-11 apart at this size
+    assert mAP == pytest.approx(float(ref_map), abs=1e-9)

@@ -18,6 +18,7 @@ from reid_aug.generator.losses import D_VARIANT_ALIASES, D_VARIANTS, RECON_LOSSE
 # "g1+d": one-stage adversarial G1 (Table 1 row "G1+D").
 STAGES = ("g1", "g2", "g1+d")
 POSE_MODES = ("pg2", "gaussian")
+POSE_EMBEDDINGS = ("concat", "ce", "hme")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class ModelConfig:
     g1_width: int = 128             # n: the stem width; encoder level k has n*k channels
     g1_levels: int = 0              # 0 -> log2(H) - 2 (5 at 128x64)
     bottleneck: int = 64            # size of G1's fully connected code
+    pose_embedding: str = "concat"  # how G1 gets the target pose (PG² Fig. 4): "concat" (input channels, the
+                                    # paper's model) | "ce" (keypoint coordinates -> 2 FC) | "hme" (heatmap encoder)
+    pose_code: int = 32             # width of the ce/hme pose code joined at the bottleneck
     g2_width: int = 128
     g2_levels: int = 0              # 0 -> G1 levels - 2
     g2_zero_init: bool = False      # zero G2's output conv so that stage II starts at G2 == G1 (short
@@ -144,6 +148,8 @@ def validate(cfg: PG2Config) -> None:
     for name in ("g1", "g2"):
         if getattr(lo, name) not in RECON_LOSSES:
             raise ConfigError(f"loss.{name}={getattr(lo, name)!r}: expected one of {RECON_LOSSES}")
+    if m.pose_embedding not in POSE_EMBEDDINGS:
+        raise ConfigError(f"model.pose_embedding={m.pose_embedding!r}: expected one of {POSE_EMBEDDINGS}")
     if cfg.pose.mask_style not in MASK_STYLES:
         raise ConfigError(f"pose.mask_style={cfg.pose.mask_style!r}: expected one of {MASK_STYLES}")
     if lo.d_variant not in D_VARIANTS:

@@ -52,14 +52,13 @@ class PG2Family(GeneratorFamily):
 
     def build_networks(self, cfg: PG2Config, which=("g1", "g2", "d")) -> dict[str, torch.nn.Module]:
         from reid_aug.generator.discriminator import Discriminator
-        from reid_aug.generator.g1 import G1
         from reid_aug.generator.g2 import G2
 
         m = cfg.model
         size = tuple(m.image_size)
         nets: dict[str, torch.nn.Module] = {}
         if "g1" in which:
-            nets["g1"] = G1(size, width=m.g1_width, levels=m.resolved_g1_levels(), bottleneck=m.bottleneck)
+            nets["g1"] = _build_g1(m)
         if "g2" in which:
             nets["g2"] = G2(size, width=m.g2_width, levels=m.resolved_g2_levels(), zero_init=m.g2_zero_init)
         if "d" in which:
@@ -117,6 +116,19 @@ class PG2Family(GeneratorFamily):
         return (f"reconstruction {lo.g1}/{lo.g2} with the {cfg.pose.mask_style!r} pose mask, lambda "
                 f"{lo.lambda_l1:g}, D variant {lo.d_variant!r}, "
                 f"pose maps {cfg.model.pose_mode!r}")
+
+
+def _build_g1(m) -> torch.nn.Module:
+    """G1 with the configured pose embedding (``model.pose_embedding``; PG² Fig. 4)."""
+    from reid_aug.generator.g1 import G1
+    from reid_aug.generator.g1_embed import G1CoordinateEmbedding, G1HeatmapEmbedding
+
+    size, levels = tuple(m.image_size), m.resolved_g1_levels()
+    if m.pose_embedding == "concat":
+        return G1(size, width=m.g1_width, levels=levels, bottleneck=m.bottleneck)
+    cls = {"ce": G1CoordinateEmbedding, "hme": G1HeatmapEmbedding}[m.pose_embedding]
+    return cls(size, width=m.g1_width, levels=levels, bottleneck=m.bottleneck, pose_dim=m.pose_code,
+               pose_mode=m.pose_mode)
 
 
 def _with_condition(src: torch.Tensor, img: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,10 @@ def _as_tensor(x, device=None):
 
     if isinstance(x, torch.Tensor):
         return x.to(device) if device is not None else x
-    return torch.as_tensor(np.asarray(x), device=device)
+    arr = np.asarray(x)
+    if not arr.flags.writeable:     # e.g. a pandas column: torch wants memory it may write (it never does here)
+        arr = arr.copy()
+    return torch.as_tensor(arr, device=device)
 
 
 def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50, junk_pid: int | None = -1,

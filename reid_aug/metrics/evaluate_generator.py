@@ -483,7 +483,7 @@ def format_records(records: list[dict]) -> str:
     lines = [f"stage {r0['stage']}  protocol {r0['protocol']}  {r0['n_pairs']} pairs ({r0['pairs_source']}, "
              f"sha256 {r0['pairs_sha256'][:12]})  checkpoint {r0['checkpoint_sha256'][:12]} step {r0['checkpoint_step']}",
              f"{'row':<14}{'SSIM':>8}{'mask-SSIM':>11}{'SSIM(other)':>13}{'IS':>14}{'mask-IS':>14}{'L1':>8}{'id-ret':>8}"]
-    other = [p for p in PROTOCOLS if p != r0["protocol"]][0]
+    other = "pg2" if r0["protocol"] != "pg2" else "defgan"     # the other family of published calls
     for r in records:
         lines.append(f"{r['row']:<14}{f(r['ssim']):>8}{f(r['mask_ssim']):>11}"
                      f"{f(r['ssim_by_protocol'][other]):>13}{is_text(r['is']):>14}{is_text(r['mask_is']):>14}"

@@ -262,7 +262,7 @@ def _parse_seeds(text) -> list[int]:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Dotted override of the demo config, e.g. poses_per_id=4 (repeatable).")
 def demo_cmd(out_dir, quick, seeds, overrides):
-    """Synthetic data -> generator -> evaluation -> synthesis -> Re-ID benchmark -> one report."""
+    """Toy data -> generator -> evaluation -> synthesis -> Re-ID benchmark -> one report."""
     from reid_aug.demo import run_demo
 
     overrides = list(overrides)

@@ -56,6 +56,18 @@ def make_toy_cmd(out, seed, n_train_ids, n_test_ids, images_per_id):
     click.echo(f"toy dataset written to {path}")
 
 
+def _hidden_alias(command: click.Command, name: str) -> None:
+    """Keep an old command name working (not listed in --help)."""
+    import copy
+
+    alias = copy.copy(command)
+    alias.hidden = True
+    main.add_command(alias, name)
+
+
+_hidden_alias(make_toy_cmd, "make-synthetic")      # the toy dataset's command before 0.2
+
+
 @main.command("prepare")
 @click.argument("dataset")
 @click.option("--root", type=click.Path(path_type=Path), default=None,

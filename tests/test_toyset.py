@@ -411,3 +411,15 @@ def test_plan_is_cheap_and_matches_params():
     assert len(persons) == SMALL["n_train_ids"] + SMALL["n_test_ids"]
     assert [r.index for r in records] == list(range(len(records)))
     assert plan_dataset(params)[0] == records
+
+
+def test_the_old_command_name_still_draws_the_toy_dataset(tmp_path):
+    from click.testing import CliRunner
+
+    import cli
+
+    res = CliRunner().invoke(cli.main, ["make-synthetic", "--out", str(tmp_path / "t"), "--n-train-ids", "2",
+                                        "--n-test-ids", "2", "--images-per-id", "2"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "t" / "toy.json").is_file() and "make-synthetic" not in CliRunner().invoke(
+        cli.main, ["--help"]).output

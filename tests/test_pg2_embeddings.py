@@ -28,10 +28,11 @@ def test_shapes_parameter_counts_and_recipes():
     assert ce(src, pose).shape == hme(src, pose).shape == (2, 3, 128, 64)
     h, w = 128 // 16, 64 // 16
     # CE: (3*18 -> pd) + (pd -> pd); the image stem sees 3 channels only; fc_out takes bottleneck + pd
-    assert sum(p.numel() for p in ce.embed.parameters()) == (54 * pd + pd) + (pd * pd + pd)
+    assert sum(p.numel() for p in ce.pose_code.embed.parameters()) == (54 * pd + pd) + (pd * pd + pd)
     assert ce.stem.in_channels == 3 and ce.fc_out.in_features == code + pd
     # HME: its pose encoder mirrors the image encoder (18 input channels) and ends in an FC to pd
-    assert hme.pose_stem.in_channels == 18 and hme.pose_fc.in_features == h * w * n * levels
+    assert hme.pose_code.stem.in_channels == 18 and hme.pose_code.fc.in_features == h * w * n * levels
+    assert hme.stem.in_channels == 3 and hme.fc_out.in_features == code + pd
     for name in ("pg2_ablation_g1_ce_l1", "pg2_ablation_g1_hme_l1"):
         cfg = load_config(PG2Config, name)
         assert cfg.loss.g1 == "l1" and cfg.train.stages == ("g1",)
@@ -57,4 +58,4 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch(tiny_toy):
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
-        assert losses[-1] < 0.8 * losses[0], (cls.__name__, losses[0], losses[-1])
+        assert losses[-1] < 0.9 * losses[0], (cls.__name__, losses[0], losses[-1])

@@ -60,7 +60,8 @@ class G1(nn.Module):
     """
 
     def __init__(self, image_size: tuple[int, int] = (128, 64), width: int = 128, levels: int | None = None,
-                 bottleneck: int = 64, pose_channels: int = 18, img_channels: int = 3):
+                 bottleneck: int = 64, pose_channels: int = 18, img_channels: int = 3,
+                 pose_code: nn.Module | None = None, pose_dim: int = 0):
         super().__init__()
         height, img_width = image_size
         self.levels = levels or num_levels(height)
@@ -71,12 +72,15 @@ class G1(nn.Module):
         self.image_size = (height, img_width)
         self.width = width
         self.min_hw = (height // scale, img_width // scale)
-        self.stem = nn.Conv2d(img_channels + pose_channels, n, 3, padding=1)
+        # PG²'s model takes the pose as input channels; its Fig. 4 alternatives (g1_embed.py) give a
+        # ``pose_code`` module instead, whose (B, pose_dim) code joins the image code at the bottleneck.
+        self.pose_code = pose_code
+        self.stem = nn.Conv2d(img_channels + (0 if pose_code is not None else pose_channels), n, 3, padding=1)
         self.enc_blocks = nn.ModuleList([ResidualBlock(n * k) for k in range(1, N + 1)])
         self.enc_down = nn.ModuleList([nn.Conv2d(n * k, n * (k + 1), 3, stride=2, padding=1) for k in range(1, N)])
         h, w = self.min_hw
         self.fc_in = nn.Linear(h * w * n * N, bottleneck)
-        self.fc_out = nn.Linear(bottleneck, h * w * n)
+        self.fc_out = nn.Linear(bottleneck + (pose_dim if pose_code is not None else 0), h * w * n)
         # Decoder level k (N..1) sees concat(x, skip_k): n + n*N at the bottom, 2*n*k above it.
         dec_widths = [n + n * N] + [2 * n * k for k in range(N - 1, 0, -1)]
         self.dec_blocks = nn.ModuleList([ResidualBlock(c) for c in dec_widths])
@@ -85,7 +89,7 @@ class G1(nn.Module):
         init_xavier(self)
 
     def forward(self, src_img: torch.Tensor, tgt_pose: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.stem(torch.cat([src_img, tgt_pose], dim=1)))
+        x = F.relu(self.stem(src_img if self.pose_code is not None else torch.cat([src_img, tgt_pose], dim=1)))
         skips = []
         for k, block in enumerate(self.enc_blocks):
             x = block(x)
@@ -94,6 +98,8 @@ class G1(nn.Module):
                 x = F.relu(self.enc_down[k](x))
         h, w = self.min_hw
         z = self.fc_in(x.flatten(1))
+        if self.pose_code is not None:
+            z = torch.cat([z, self.pose_code(tgt_pose)], dim=1)
         x = self.fc_out(z).view(-1, self.width, h, w)
         for i, block in enumerate(self.dec_blocks):
             x = block(torch.cat([x, skips[-1 - i]], dim=1))

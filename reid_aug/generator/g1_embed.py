@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reid_aug.generator.g1 import ResidualBlock, init_xavier, num_levels
+from reid_aug.generator.g1 import G1, ResidualBlock, num_levels
 
 
 def pose_map_coordinates(tgt_pose: torch.Tensor, pose_mode: str = "pg2") -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,85 +40,52 @@ def pose_map_coordinates(tgt_pose: torch.Tensor, pose_mode: str = "pg2") -> tupl
     return coords, present
 
 
-class _ImageCodeG1(nn.Module):
-    """G1's U-Net on the condition image alone; subclasses give ``pose_code(tgt_pose) -> (B, pose_dim)``."""
+class CoordinateCode(nn.Module):
+    """CE: ``(B, P, H, W)`` pose maps -> coordinates + presence ``(B, 3P)`` -> FC -> ReLU -> FC ``(B, pose_dim)``."""
 
-    def __init__(self, image_size=(128, 64), width: int = 128, levels: int | None = None, bottleneck: int = 64,
-                 pose_dim: int = 32, img_channels: int = 3):
+    def __init__(self, pose_dim: int = 32, pose_channels: int = 18, pose_mode: str = "pg2"):
         super().__init__()
-        height, img_width = image_size
-        self.levels = levels or num_levels(height)
-        n, N = width, self.levels
-        scale = 2 ** (N - 1)
-        if height % scale or img_width % scale:
-            raise ValueError(f"image size {height}x{img_width} is not divisible by 2^(levels-1) = {scale}")
-        self.image_size, self.width = (height, img_width), width
-        self.min_hw = (height // scale, img_width // scale)
-        h, w = self.min_hw
-        self.stem = nn.Conv2d(img_channels, n, 3, padding=1)
-        self.enc_blocks = nn.ModuleList([ResidualBlock(n * k) for k in range(1, N + 1)])
-        self.enc_down = nn.ModuleList([nn.Conv2d(n * k, n * (k + 1), 3, stride=2, padding=1) for k in range(1, N)])
-        self.fc_in = nn.Linear(h * w * n * N, bottleneck)
-        self.fc_out = nn.Linear(bottleneck + pose_dim, h * w * n)
-        dec_widths = [n + n * N] + [2 * n * k for k in range(N - 1, 0, -1)]
-        self.dec_blocks = nn.ModuleList([ResidualBlock(c) for c in dec_widths])
-        self.dec_up = nn.ModuleList([nn.Conv2d(c, n * k, 1) for c, k in zip(dec_widths[:-1], range(N - 1, 0, -1))])
-        self.out = nn.Conv2d(dec_widths[-1], img_channels, 3, padding=1)
-
-    def pose_code(self, tgt_pose: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def forward(self, src_img: torch.Tensor, tgt_pose: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.stem(src_img))
-        skips = []
-        for k, block in enumerate(self.enc_blocks):
-            x = block(x)
-            skips.append(x)
-            if k < self.levels - 1:
-                x = F.relu(self.enc_down[k](x))
-        h, w = self.min_hw
-        z = torch.cat([self.fc_in(x.flatten(1)), self.pose_code(tgt_pose)], dim=1)
-        x = self.fc_out(z).view(-1, self.width, h, w)
-        for i, block in enumerate(self.dec_blocks):
-            x = block(torch.cat([x, skips[-1 - i]], dim=1))
-            if i < self.levels - 1:
-                x = F.relu(self.dec_up[i](F.interpolate(x, scale_factor=2, mode="nearest")))
-        return self.out(x)
-
-
-class G1CoordinateEmbedding(_ImageCodeG1):
-    """G1-CE: keypoint coordinates -> FC -> ReLU -> FC (``pose_dim``), joined at the bottleneck."""
-
-    def __init__(self, image_size=(128, 64), width: int = 128, levels: int | None = None, bottleneck: int = 64,
-                 pose_dim: int = 32, pose_channels: int = 18, pose_mode: str = "pg2"):
-        super().__init__(image_size, width, levels, bottleneck, pose_dim)
         self.pose_mode = pose_mode
         self.embed = nn.Sequential(nn.Linear(3 * pose_channels, pose_dim), nn.ReLU(), nn.Linear(pose_dim, pose_dim))
-        init_xavier(self)
 
-    def pose_code(self, tgt_pose: torch.Tensor) -> torch.Tensor:
+    def forward(self, tgt_pose: torch.Tensor) -> torch.Tensor:
         coords, present = pose_map_coordinates(tgt_pose, self.pose_mode)
         return self.embed(torch.cat([coords.flatten(1), present], dim=1))
 
 
-class G1HeatmapEmbedding(_ImageCodeG1):
-    """G1-HME: the pose maps through their own encoder (the image encoder's shape, no skips) -> FC code."""
+class HeatmapCode(nn.Module):
+    """HME: the pose maps through an encoder shaped like G1's (residual blocks, stride-2 convs, no skips)
+    -> FC ``(B, pose_dim)``."""
 
-    def __init__(self, image_size=(128, 64), width: int = 128, levels: int | None = None, bottleneck: int = 64,
-                 pose_dim: int = 32, pose_channels: int = 18, pose_mode: str = "pg2"):
-        super().__init__(image_size, width, levels, bottleneck, pose_dim)
+    def __init__(self, image_size=(128, 64), width: int = 128, levels: int | None = None, pose_dim: int = 32,
+                 pose_channels: int = 18):
+        super().__init__()
+        self.levels = levels or num_levels(image_size[0])
         n, N = width, self.levels
-        h, w = self.min_hw
-        self.pose_stem = nn.Conv2d(pose_channels, n, 3, padding=1)
-        self.pose_blocks = nn.ModuleList([ResidualBlock(n * k) for k in range(1, N + 1)])
-        self.pose_down = nn.ModuleList([nn.Conv2d(n * k, n * (k + 1), 3, stride=2, padding=1) for k in range(1, N)])
-        self.pose_fc = nn.Linear(h * w * n * N, pose_dim)
-        init_xavier(self)
+        h, w = image_size[0] // 2 ** (N - 1), image_size[1] // 2 ** (N - 1)
+        self.stem = nn.Conv2d(pose_channels, n, 3, padding=1)
+        self.blocks = nn.ModuleList([ResidualBlock(n * k) for k in range(1, N + 1)])
+        self.down = nn.ModuleList([nn.Conv2d(n * k, n * (k + 1), 3, stride=2, padding=1) for k in range(1, N)])
+        self.fc = nn.Linear(h * w * n * N, pose_dim)
 
-    def pose_code(self, tgt_pose: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.pose_stem(tgt_pose))
-        for k, block in enumerate(self.pose_blocks):
+    def forward(self, tgt_pose: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.stem(tgt_pose))
+        for k, block in enumerate(self.blocks):
             x = block(x)
             if k < self.levels - 1:
-                x = F.relu(self.pose_down[k](x))
-        return self.pose_fc(x.flatten(1))
+                x = F.relu(self.down[k](x))
+        return self.fc(x.flatten(1))
+
+
+def G1CoordinateEmbedding(image_size=(128, 64), width: int = 128, levels: int | None = None, bottleneck: int = 64,
+                          pose_dim: int = 32, pose_channels: int = 18, pose_mode: str = "pg2") -> G1:
+    """G1-CE: :class:`~reid_aug.generator.g1.G1` on the image alone, a :class:`CoordinateCode` at the bottleneck."""
+    return G1(image_size, width=width, levels=levels, bottleneck=bottleneck, pose_channels=pose_channels,
+              pose_code=CoordinateCode(pose_dim, pose_channels, pose_mode), pose_dim=pose_dim)
+
+
+def G1HeatmapEmbedding(image_size=(128, 64), width: int = 128, levels: int | None = None, bottleneck: int = 64,
+                       pose_dim: int = 32, pose_channels: int = 18, pose_mode: str = "pg2") -> G1:
+    """G1-HME: :class:`~reid_aug.generator.g1.G1` on the image alone, a :class:`HeatmapCode` at the bottleneck."""
+    return G1(image_size, width=width, levels=levels, bottleneck=bottleneck, pose_channels=pose_channels,
+              pose_code=HeatmapCode(image_size, width, levels, pose_dim, pose_channels), pose_dim=pose_dim)

@@ -141,12 +141,14 @@ def generator_sentence(metrics_json: Path) -> str:
 
 
 def timings_text(timings: dict) -> str:
-    """``toy dataset 3 s, generator training 120 s (earlier run), ...; total 2.5 min``."""
+    """``toy dataset 3 s, generator training 120 s (from generator/log.csv), ...; total 2.5 min``: each step's
+    time as :func:`reid_aug.demo.step_timings` found it (its own record, this run, or the earlier run)."""
     parts, total = [], 0.0
     for name, t in timings.items():
         sec = float(t["seconds"] if isinstance(t, dict) else t)
         total += sec
-        mark = " (earlier run)" if isinstance(t, dict) and t.get("ran") == "earlier run" else ""
+        source = t.get("source", "this run") if isinstance(t, dict) else "this run"
+        mark = "" if source == "this run" else f" ({source})" if source == "earlier run" else f" (from {source})"
         parts.append(f"{name} {sec:.0f} s{mark}")
     return f"Step times: {', '.join(parts)}; total {total / 60:.1f} min."
 

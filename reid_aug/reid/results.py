@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from reid_aug.config import from_dict, to_dict
+from reid_aug.config import config_differences, from_dict, to_dict
 from reid_aug.errors import ReidAugError
 from reid_aug.records import BenchmarkResults
 from reid_aug.reid.config import BenchmarkConfig
@@ -50,21 +50,9 @@ def check_same_setup(results: dict, setup: dict, out_dir: Path) -> None:
     mine, theirs = comparable_setup(setup), comparable_setup(results.get("setup"))
     if mine == theirs:
         return
-    diff = _differences(mine, theirs or {})
+    diff = config_differences(mine, theirs or {})
     raise ReidAugError(f"{out_dir} holds results of a different benchmark ({', '.join(diff)} differ; see "
                        f"{BenchmarkDir(out_dir).results_json}); pass another --out NEW_FOLDER or delete that folder")
-
-
-def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ (``config.train.epochs``)."""
-    out = []
-    for k in sorted(set(a) | set(b)):
-        x, y = a.get(k), b.get(k)
-        if isinstance(x, dict) and isinstance(y, dict):
-            out += _differences(x, y, f"{prefix}{k}.")
-        elif x != y:
-            out.append(f"{prefix}{k}")
-    return out
 
 
 def run_seeds(runs: dict) -> list[int]:
@@ -92,7 +80,7 @@ def reuse_baselines(results: dict, setup: dict, plan: dict, seeds, source: Path,
 
     mine, theirs = baseline_view(comparable_setup(setup)), baseline_view(comparable_setup(other.get("setup")) or {})
     if mine != theirs:
-        diff = _differences(mine, theirs)
+        diff = config_differences(mine, theirs)
         raise ReidAugError(f"--baseline-from {source}: its baselines are not comparable ({', '.join(diff)} differ)")
     n = 0
     for seed in seeds:

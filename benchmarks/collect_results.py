@@ -20,41 +20,49 @@ sys.path.insert(0, str(ROOT))
 
 log = logging.getLogger("collect_results")
 
-FILES = {
-    "generator": ["config.yaml", "run.json", "log.csv", "eval/metrics.json", "eval/metrics.csv", "eval/samples.png"],
-    "synthesized": ["synthesis.json", "contact_sheet.png"],
-    "benchmark": ["config.yaml", "results.json", "results.csv", "report.md", "bars.png"],
-}
-# Copied where present, not reported where absent: G1 evaluated on its own (`evaluate-generator --stage g1`).
-OPTIONAL = {"generator": ["eval-g1/metrics.json", "eval-g1/metrics.csv", "eval-g1/samples.png"]}
 # Large or data-carrying files never copied: checkpoints, Re-ID models, per-pair tables, the image folders.
 MAX_BYTES = 4 << 20
+
+
+def wanted(run: Path) -> list[tuple[Path, bool]]:
+    """``(record file, required)`` of a protocol folder, where reid_aug.rundir puts them. Optional: G1
+    evaluated on its own (`evaluate-generator --stage g1`)."""
+    from reid_aug.rundir import BenchmarkDir, GeneratorRun, SynthesizedSet
+
+    gen, synth = GeneratorRun(run / "generator"), SynthesizedSet(run / "synthesized")
+    bench = BenchmarkDir(run / "benchmark")
+    ev, ev_g1 = gen.eval_dir(), gen.eval_dir("g1", last_stage="g2")
+    required = [gen.config, gen.run_json, gen.log_csv, ev.metrics_json, ev.metrics_csv, ev.samples_png,
+                synth.descriptor, synth.contact_sheet,
+                bench.config, bench.results_json, bench.results_csv, bench.report_md, bench.bars_png]
+    optional = [ev_g1.metrics_json, ev_g1.metrics_csv, ev_g1.samples_png]
+    return [(p, True) for p in required] + [(p, False) for p in optional]
 
 
 def collect(run: Path, dest: Path) -> list[str]:
     """Copy the record files; return the ones that were missing."""
     from reid_aug.report.demo_report import plot_loss_curves
+    from reid_aug.rundir import GeneratorRun
     from reid_aug.utils.io import atomic_write_bytes
 
     missing = []
-    wanted = [(part, name, True) for part, names in FILES.items() for name in names]
-    wanted += [(part, name, False) for part, names in OPTIONAL.items() for name in names]
-    for part, name, required in wanted:
-        src = run / part / name
+    for src, required in wanted(run):
         if not src.is_file():
             if required:
                 missing.append(str(src))
             continue
         if src.stat().st_size > MAX_BYTES:
             raise SystemExit(f"{src} is {src.stat().st_size >> 20} MiB: too large for the repository")
-        dst = dest / part / name.replace("/", "_")             # eval/metrics.json -> eval_metrics.json
+        part, *rest = src.relative_to(run).parts
+        dst = dest / part / "_".join(rest)                     # eval/metrics.json -> eval_metrics.json
         dst.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(dst, src.read_bytes())
-    samples = sorted((run / "generator" / "samples").glob("step_*.png"))
+    gen = GeneratorRun(run / "generator")
+    samples = sorted(gen.samples.glob("step_*.png"))
     if samples:
         shutil.copyfile(samples[-1], dest / "generator" / f"train_{samples[-1].name}")
-    if (run / "generator" / "log.csv").is_file():
-        plot_loss_curves(run / "generator" / "log.csv", dest / "generator" / "loss_curves.png")
+    if gen.log_csv.is_file():
+        plot_loss_curves(gen.log_csv, dest / "generator" / "loss_curves.png")
     return missing
 
 

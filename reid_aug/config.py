@@ -147,6 +147,18 @@ def to_dict(cfg: Any) -> dict:
     return conv(cfg)
 
 
+def config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two ``to_dict`` configs."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += config_differences(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}")
+    return out
+
+
 def load_config(cls: type[T], recipe: str | Path | None = None, overrides: Iterable[str] = ()) -> T:
     """Recipe (+ ``_BASE_``) + dotted overrides -> frozen dataclass ``cls``."""
     data = load_recipe(recipe) if recipe is not None else {}

@@ -53,7 +53,9 @@ class DemoConfig:
                   ("seeds", len(self.seeds) >= 1, "must name at least one seed, e.g. --seeds 0,1,2")]
         for name, ok, what in checks:
             if not ok:
-                raise ConfigError(f"demo option {name}={getattr(self, name)!r} (--set {name}=...): {what}")
+                value = getattr(self, name)
+                value = list(value) if isinstance(value, tuple) else value
+                raise ConfigError(f"--set {name}={value}: {what}")
         for name in ("generator_set", "reid_set"):
             if not isinstance(getattr(self, name), dict):
                 raise ConfigError(f"demo option {name} must be a mapping of recipe keys, e.g. "
@@ -65,8 +67,8 @@ class DemoConfig:
 
 
 def demo_config(quick: bool = False, overrides=()) -> DemoConfig:
-    """The default demo (``recipes/demo_quick.yaml`` for ``quick``) with extra dotted overrides."""
-    return load_config(DemoConfig, "demo_quick" if quick else None, list(overrides))
+    """``recipes/demo.yaml`` (``recipes/demo_quick.yaml`` for ``quick``) with extra dotted overrides."""
+    return load_config(DemoConfig, "demo_quick" if quick else "demo", list(overrides))
 
 
 def as_overrides(partial: dict, prefix: str = "") -> list[str]:
@@ -98,30 +100,85 @@ def _resolve_steps(cfg: DemoConfig, out: Path):
     return gen_cfg, synth, reid_cfg
 
 
-def _step(name: str, timings: dict, fn, done_before: bool, earlier: dict):
-    """Run one step; its timing is this run's, or the earlier run's where the step's output was already
-    complete (a re-run skips it: 0 s would not say how long it takes)."""
+def _step(name: str, took: dict, fn):
+    """Run one step and note how long this run spent in it."""
     log.info("demo: %s ...", name)
     t0 = time.perf_counter()
     out = fn()
-    took = round(time.perf_counter() - t0, 1)
-    if done_before and name in earlier:
-        timings[name] = {**earlier[name], "ran": "earlier run"}
-    else:
-        timings[name] = {"seconds": took, "ran": "this run"}
-    log.info("demo: %s done in %.1f s", name, took)
+    took[name] = round(time.perf_counter() - t0, 1)
+    log.info("demo: %s done in %.1f s", name, took[name])
+    return out
+
+
+def _generator_seconds(run) -> float | None:
+    """Training wall time from the run's ``log.csv``: its ``wall_s`` counts from each process start, so a
+    resumed run is the sum of the segments (a drop in ``wall_s`` starts a new one)."""
+    from reid_aug.errors import RecordError
+    from reid_aug.records import read_csv
+
+    try:
+        wall = read_csv(run.log_csv, "a generator training log", required=("wall_s",))["wall_s"].dropna().tolist()
+    except RecordError:
+        return None
+    total, prev = 0.0, 0.0
+    for w in map(float, wall):
+        if w < prev:
+            total += prev
+        prev = w
+    return total + prev if wall else None
+
+
+def recorded_seconds(out: Path, seeds) -> dict[str, tuple[float, str]]:
+    """``{step: (seconds, record)}`` from the records of the steps that did the work: the generator's log,
+    the evaluation record's ``seconds``, the benchmark runs' ``train_s + eval_s``. A step without such a
+    record (the toy dataset, synthesis) is timed by the demo itself."""
+    from reid_aug.errors import RecordError
+    from reid_aug.records import BenchmarkResults, EvaluationRecord
+    from reid_aug.rundir import BenchmarkDir, GeneratorRun
+
+    run, bench, found = GeneratorRun(out / "generator"), BenchmarkDir(out / "benchmark"), {}
+    gen = _generator_seconds(run) if run.log_csv.is_file() else None
+    if gen is not None:
+        found["generator training"] = (gen, "generator/log.csv")
+    metrics = run.eval_dir().metrics_json
+    try:
+        rows = EvaluationRecord.read(metrics).records if metrics.is_file() else []
+        runs = BenchmarkResults.read(bench.results_json).runs if bench.results_json.is_file() else {}
+    except RecordError:
+        rows, runs = [], {}
+    sec = next((r["seconds"] for r in rows if isinstance(r.get("seconds"), (int, float))), None)
+    if sec is not None:
+        found["generator evaluation"] = (float(sec), "generator/eval/metrics.json")
+    mine = [runs.get(f"{v}_seed{s}") for s in seeds for v in ("baseline", "augmented")]
+    if mine and all(mine):
+        found["re-id benchmark"] = (sum(r["train_s"] + r["eval_s"] for r in mine), "benchmark/results.json")
+    return found
+
+
+def step_timings(took: dict, done_before: dict, earlier: dict, recorded: dict) -> dict:
+    """Each step's seconds and where they come from: its own record; else this run's time where the step
+    did its work now; else the run that did it (``demo.json``). A re-run that skips finished steps does
+    not report them as 0 s."""
+    out = {}
+    for name, seconds in took.items():
+        if name in recorded:
+            out[name] = {"seconds": round(recorded[name][0], 1), "source": recorded[name][1]}
+        elif not done_before.get(name) or name not in earlier:
+            out[name] = {"seconds": seconds, "source": "this run"}
+        else:
+            out[name] = {**earlier[name], "source": "earlier run"}
     return out
 
 
 def _done_before(out: Path, cfg: DemoConfig) -> dict[str, bool]:
     """Which steps' outputs are complete before this run (from their own records)."""
-    from reid_aug.records import read_json_object
+    from reid_aug.records import BenchmarkResults, read_json_object
     from reid_aug.rundir import BenchmarkDir, GeneratorRun, SynthesizedSet
 
     run = GeneratorRun(out / "generator")
     run_info = read_json_object(run.run_json) if run.run_json.is_file() else {}
     bench = BenchmarkDir(out / "benchmark")
-    runs = read_json_object(bench.results_json).get("runs", {}) if bench.results_json.is_file() else {}
+    runs = BenchmarkResults.read(bench.results_json).runs if bench.results_json.is_file() else {}
     return {"toy dataset": (out / "data" / "toy.json").is_file(),
             "generator training": bool(run_info.get("complete")),
             "generator evaluation": run.eval_dir().metrics_json.is_file(),
@@ -156,10 +213,10 @@ def run_demo(out_dir: str | Path = "reid-aug-demo", quick: bool = False, overrid
     gen_cfg, synth_cfg, reid_cfg = _resolve_steps(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    done, earlier, timings = _done_before(out, cfg), _earlier_timings(out), {}
+    done, earlier, took = _done_before(out, cfg), _earlier_timings(out), {}
 
     def step(name, fn):
-        return _step(name, timings, fn, done[name], earlier)
+        return _step(name, took, fn)
 
     data_dir = step("toy dataset", lambda: make_toy(out / "data", seed=cfg.seed, n_train_ids=cfg.n_train_ids,
                                                      n_test_ids=cfg.n_test_ids, images_per_id=cfg.images_per_id))
@@ -174,6 +231,7 @@ def run_demo(out_dir: str | Path = "reid-aug-demo", quick: bool = False, overrid
         reid_cfg, dataset=dataset, augmented_dir=synth_dir, seeds=list(cfg.seeds),
         generator_eval=GeneratorRun(run_dir).eval_dir().metrics_json, out_dir=out / "benchmark"))
 
+    timings = step_timings(took, done, earlier, recorded_seconds(out, cfg.seeds))
     atomic_write_text(out / "demo.json", json.dumps({
         "config": to_dict(cfg), "timings_s": timings, "quick": quick,
         "synthesis": {k: v for k, v in synth_summary.items() if isinstance(v, (int, float, str))},

@@ -77,21 +77,31 @@ def test_synthesized_set_matches_manifest(demo_dir):
 def test_demo_rerun_resumes_without_retraining(demo_dir):
     ckpt = demo_dir / "generator" / "checkpoint.pt"
     before = ckpt.stat().st_mtime_ns
+    first = json.loads((demo_dir / "demo.json").read_text())["timings_s"]
+    # the steps with a record of their own are timed by it: the log's wall time, the evaluation's seconds,
+    # the Re-ID runs' train + eval time
+    results = json.loads((demo_dir / "benchmark" / "results.json").read_text())["runs"].values()
+    assert first["re-id benchmark"] == {"seconds": round(sum(r["train_s"] + r["eval_s"] for r in results), 1),
+                                        "source": "benchmark/results.json"}
+    assert first["generator training"]["source"] == "generator/log.csv"
+    assert first["synthesis"]["source"] == "this run"
     result = CliRunner().invoke(main, ["demo", "--quick", "--out", str(demo_dir)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert ckpt.stat().st_mtime_ns == before
     timings = json.loads((demo_dir / "demo.json").read_text())["timings_s"]
-    # the skipped steps keep the first run's times (not "Total 0.0 min")
-    assert all(t["ran"] == "earlier run" for t in timings.values()), timings
+    # a re-run skips the finished steps and keeps their times (not "Total 0.0 min")
+    for name in ("generator training", "generator evaluation", "re-id benchmark"):
+        assert timings[name] == first[name]
+    assert timings["synthesis"] == {**first["synthesis"], "source": "earlier run"}
     assert timings["generator training"]["seconds"] > 1
     md = (demo_dir / "report.md").read_text()
-    assert "(earlier run)" in md and "total 0.0 min" not in md
+    assert "(earlier run)" in md and "(from generator/log.csv)" in md and "total 0.0 min" not in md
 
 
 def test_bad_demo_option_stops_before_any_work_in_the_users_words(tmp_path):
     result = CliRunner().invoke(main, ["demo", "--quick", "--out", str(tmp_path / "d"), "--set", "poses_per_id=0"])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert "poses_per_id=0 (--set poses_per_id=...): must be >= 1" in result.output
+    assert "error: --set poses_per_id=0: must be >= 1" in result.output
     assert not (tmp_path / "d").exists()
     result = CliRunner().invoke(main, ["demo", "--quick", "--out", str(tmp_path / "d"),
                                        "--set", "reid_set.train.epochs=0"])

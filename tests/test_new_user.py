@@ -115,7 +115,7 @@ def test_reid_model_errors_are_one_line_without_torch_text(tmp_path, content):
 
 def test_a_schedule_that_no_longer_fits_warns_and_fractions_follow_the_epochs(caplog):
     from reid_aug.reid.experiment import resolve_benchmark
-    from reid_aug.reid.config import lr_decays, lr_schedule
+    from reid_aug.reid.budget import lr_decays, lr_schedule
 
     with caplog.at_level(logging.WARNING, logger="reid_aug.reid.experiment"):
         old = resolve_benchmark(recipe="reid_cpu_market", overrides=["train.epochs=20", "train.lr_decay_at=[]"])

@@ -168,3 +168,28 @@ def test_equals_torchreid_at_market_scale_with_its_real_labels(market_root):
     np.testing.assert_array_equal(cmc, ref_cmc)
     # per-query APs are float64 sums over ~16,000 ranks in another order than torchreid's loop: ~1e-11 apart here
     assert mAP == pytest.approx(float(ref_map), abs=1e-9)
+
+
+def test_equals_torchreid_at_realistic_size_without_the_dataset():
+    """300 queries x 3,000 gallery with Market's structure, built here: 150 identities seen by 6 cameras, each
+    query's identity in the gallery under its own camera too (same pid + camera: removed) and under others,
+    distractors (pid 0) and junk (pid -1, which torchreid never sees: its Market reader drops it)."""
+    rng = np.random.default_rng(11)
+    n_ids, n_cams = 150, 6
+    g_pids = np.concatenate([np.repeat(np.arange(1, n_ids + 1), 14), np.zeros(600, int), -np.ones(300, int)])
+    g_cams = rng.integers(0, n_cams, len(g_pids))
+    q_pids = rng.choice(np.arange(1, n_ids + 1), 300)
+    # every query's camera also holds gallery images of its identity (the same-camera removal is exercised)
+    q_cams = np.array([rng.choice(g_cams[g_pids == p]) for p in q_pids])
+    order = rng.permutation(len(g_pids))
+    g_pids, g_cams = g_pids[order], g_cams[order]
+    dist = rng.random((len(q_pids), len(g_pids)))         # float64: no ties
+    dist -= 0.5 * (g_pids[None] == q_pids[:, None]) * rng.random(dist.shape)   # true matches tend to rank higher
+    same_cam = (g_pids[None] == q_pids[:, None]) & (g_cams[None] == q_cams[:, None])
+    assert same_cam.any(1).all() and (g_pids == -1).sum() == 300 and (g_pids == 0).sum() == 600
+    cmc, mAP = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, chunk=64)
+    keep = g_pids != -1
+    ref_cmc, ref_map = _torchreid_eval(dist[:, keep], q_pids, g_pids[keep], q_cams, g_cams[keep])
+    np.testing.assert_array_equal(cmc, ref_cmc)
+    assert mAP == pytest.approx(float(ref_map), abs=1e-9)
+    assert 0 < cmc[0] < cmc[-1] <= 1                       # a real curve, not a degenerate one

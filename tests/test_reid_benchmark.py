@@ -223,13 +223,13 @@ def test_one_epoch_benchmark_writes_report(tiny_toy, augmented, tmp_path, monkey
     assert f"iteration-matched: both variants take {aug['iterations']} optimizer steps" in report
     assert results["seeds"] == [0] and "seeds" not in results["setup"]
     # a restart skips the finished runs
-    train_for_real = bm._train_and_evaluate
-    monkeypatch.setattr(bm, "_train_and_evaluate", lambda *a, **k: pytest.fail("finished run trained again"))
+    train_for_real = bm.train_and_evaluate
+    monkeypatch.setattr(bm, "train_and_evaluate", lambda *a, **k: pytest.fail("finished run trained again"))
     run_benchmark(cfg, dataset=str(tiny_toy), augmented_dir=augmented, seeds=[0], generator_eval=gen_eval,
                   out_dir=out)
     # extending the seeds on the same folder trains only the new seed's runs
     trained = []
-    monkeypatch.setattr(bm, "_train_and_evaluate", lambda *a, **k: trained.append(a[2:4]) or train_for_real(*a, **k))
+    monkeypatch.setattr(bm, "train_and_evaluate", lambda *a, **k: trained.append(a[1:3]) or train_for_real(*a, **k))
     run_benchmark(cfg, dataset=str(tiny_toy), augmented_dir=augmented, seeds=[0, 1], generator_eval=gen_eval,
                   out_dir=out)
     assert trained == [("baseline", 1), ("augmented", 1)]
@@ -353,7 +353,7 @@ def test_epochs_budget_keeps_old_behaviour(tiny_toy, augmented, tmp_path, monkey
     report = (out / "report.md").read_text()
     assert "Training budget: epochs" in report and "iteration-matched: both" not in report
     # a folder written before train.budget existed (no such key) is the epochs budget: resumed, not refused
-    monkeypatch.setattr(bm, "_train_and_evaluate", lambda *a, **k: pytest.fail("finished run trained again"))
+    monkeypatch.setattr(bm, "train_and_evaluate", lambda *a, **k: pytest.fail("finished run trained again"))
     old = json.loads((out / "results.json").read_text())
     del old["setup"]["config"]["train"]["budget"]
     (out / "results.json").write_text(json.dumps(old))
@@ -368,8 +368,8 @@ def test_epochs_budget_keeps_old_behaviour(tiny_toy, augmented, tmp_path, monkey
     # another augmented set against the same baseline (--baseline-from): only the augmented run trains
     aug2 = _make_augmented(tiny_toy, tmp_path / "aug2" / "synth", per_id=1)
     trained = []
-    monkeypatch.setattr(bm, "_train_and_evaluate",
-                        lambda *a, **k: trained.append(a[2:4]) or {**results["runs"]["augmented_seed0"], "seed": a[3]})
+    monkeypatch.setattr(bm, "train_and_evaluate",
+                        lambda *a, **k: trained.append(a[1:3]) or {**results["runs"]["augmented_seed0"], "seed": a[2]})
     out2 = run_benchmark(cfg, dataset=str(tiny_toy), augmented_dir=aug2, seeds=[0], out_dir=tmp_path / "b2",
                          baseline_from=out)
     assert trained == [("augmented", 0)]

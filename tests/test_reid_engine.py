@@ -68,3 +68,50 @@ def test_lsro_gives_synthesized_images_a_uniform_target(logits):
     assert out["loss"] == pytest.approx((sum(real) + sum(uniform)) / 4, rel=1e-5)
     only_synth = _engine(logits, "lsro").forward_backward(_batch([1, 2], [SYNTHESIZED_DSETID] * 2))
     assert math.isnan(only_synth["acc"])
+
+
+class _Noisy(_Fixed):
+    """Logits with noise from the global torch RNG: a resumed run matches only if the RNG state came back."""
+
+    def forward(self, x):
+        return self.table[x[:, 0]] + 0.3 * torch.randn(len(x), C)
+
+
+def _noisy_engine(logits, batches):
+    from reid_aug.reid.engine import make_engine_class
+
+    dm = SimpleNamespace(num_train_pids=C, train_loader=batches, test_loader={}, sources=["x"], targets=["x"])
+    model = _Noisy(logits)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)          # momentum: optimizer state matters
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)     # scheduler state matters
+    return make_engine_class()(dm, model, opt, sched, use_gpu=False, label_smooth=True, labels="lsro")
+
+
+def test_epoch_checkpoint_resume_equals_an_uninterrupted_run(tmp_path, logits):
+    from reid_aug.reid.engine import train_epochs
+
+    batches = [_batch([0, 3, 1, 2], [REAL_DSETID, REAL_DSETID, SYNTHESIZED_DSETID, REAL_DSETID]),
+               _batch([2, 1, 0, 3], [SYNTHESIZED_DSETID, REAL_DSETID, REAL_DSETID, REAL_DSETID])]
+    torch.manual_seed(7)
+    straight = _noisy_engine(logits, batches)
+    full = train_epochs(straight, 3, tmp_path / "a.pt")
+
+    class Killed(Exception):
+        pass
+
+    def kill(epoch, rec):
+        raise Killed
+
+    torch.manual_seed(7)
+    with pytest.raises(Killed):
+        train_epochs(_noisy_engine(logits, batches), 3, tmp_path / "b.pt", on_epoch_end=kill)
+    # the checkpoint is tensors and numbers only: it loads with weights_only=True
+    ck = torch.load(tmp_path / "b.pt", weights_only=True)
+    assert ck["epoch"] == 1 and set(ck["rng"]) >= {"python", "numpy", "torch"}
+    torch.manual_seed(12345)                     # a new process: another RNG state until the checkpoint's is set
+    resumed_engine = _noisy_engine(logits, batches)
+    resumed = train_epochs(resumed_engine, 3, tmp_path / "b.pt")
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in full["history"]]
+    assert [h["lr"] for h in resumed["history"]] == pytest.approx([0.5, 0.25, 0.125])
+    assert torch.equal(resumed_engine.model.table, straight.model.table)

@@ -10,7 +10,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 
-from reid_aug.config import ConfigError
+from reid_aug.config import ConfigError, config_differences  # noqa: F401 - config_differences: moved to reid_aug.config
 from reid_aug.pose.maps import MASK_STYLES
 from reid_aug.generator.losses import D_VARIANT_ALIASES, D_VARIANTS, RECON_LOSSES
 
@@ -175,18 +175,6 @@ def validate(cfg: PG2Config) -> None:
 # Fields that decide what is being trained: a --resume must not change them.
 IDENTITY_FIELDS = ("family", "model", "loss", "pose", "train.stages", "train.batch_size", "train.lr", "train.g2_lr", "train.d_lr",
                    "train.betas", "train.flip", "train.seed")
-
-
-def config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two ``to_dict`` configs."""
-    out = []
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += config_differences(va, vb, f"{prefix}{k}.")
-        elif va != vb:
-            out.append(f"{prefix}{k}")
-    return out
 
 
 def replace(cfg: PG2Config, **sections) -> PG2Config:

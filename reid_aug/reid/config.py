@@ -134,33 +134,3 @@ def with_cli(cfg: BenchmarkConfig, model: str | None = None, labels: str | None 
         cfg = replace(cfg, eval=replace(cfg.eval, rerank=True))
     return cfg
 
-
-def lr_schedule(t: TrainConfig) -> tuple[str, int | list[int]]:
-    """``(torchreid lr_scheduler name, stepsize)`` for ``t``: ``train.lr_decay_at`` fractions become a
-    multi_step schedule at ``round(f * epochs)`` (at least epoch 1); otherwise the recipe's own."""
-    if t.lr_decay_at:
-        return "multi_step", sorted({max(1, round(f * t.epochs)) for f in t.lr_decay_at})
-    return t.lr_scheduler, (t.stepsize[0] if t.lr_scheduler == "single_step" else list(t.stepsize))
-
-
-def lr_decays(t: TrainConfig) -> int:
-    """How many times the schedule multiplies the LR by ``gamma`` within ``train.epochs`` epochs."""
-    name, step = lr_schedule(t)
-    if name == "single_step":
-        return (t.epochs - 1) // int(step)
-    if name == "multi_step":
-        return sum(1 for m in step if m <= t.epochs - 1)
-    return 0
-
-
-def schedule_warning(t: TrainConfig) -> str | None:
-    """A sentence when the LR schedule no longer fits the epochs it is given (too many decays, or an LR
-    that ends below 1e-6 of its start), else None."""
-    n = lr_decays(t)
-    final = t.gamma ** n
-    if n <= 3 and final >= 1e-6:
-        return None
-    name, step = lr_schedule(t)
-    return (f"the learning-rate schedule does not fit {t.epochs} epochs: {name} with stepsize {step} decays it "
-            f"{n} times, to {t.lr * final:.2g} ({final:.0e} of train.lr); express it relative to the training "
-            f"length, e.g. --set train.lr_decay_at=[0.5,0.75], or set train.stepsize for these epochs")

@@ -77,22 +77,12 @@ def train_epochs(engine, epochs: int, checkpoint_path: Path, max_iters_per_epoch
     "history": [{"epoch", "iterations", "loss", "acc", "lr", "lr_end", "seconds"}, ...]}``
     (``lr``: the learning rate of the epoch's first iteration, ``lr_end``: after the epoch).
     """
-    from tqdm import tqdm
-
     per_epoch = len(engine.train_loader)
     if max_iters_per_epoch > 0:
         per_epoch = min(per_epoch, max_iters_per_epoch)
     if total_iters > 0 and epochs * per_epoch < total_iters:
         raise ValueError(f"{epochs} epoch(s) of {per_epoch} iterations cannot reach total_iters={total_iters}")
-    start_epoch, elapsed, history = 0, 0.0, []
-    if checkpoint_path.is_file():
-        ck = load_torch_file(checkpoint_path, "a benchmark epoch checkpoint", "Delete it to train this run again.")
-        engine.model.load_state_dict(ck["model"])
-        engine.optimizer.load_state_dict(ck["optimizer"])
-        engine.scheduler.load_state_dict(ck["scheduler"])
-        set_rng_state(ck["rng"])
-        start_epoch, elapsed, history = ck["epoch"], ck["elapsed"], ck["history"]
-        log.info("%s: resuming after epoch %d of %d (%s)", desc, start_epoch, epochs, checkpoint_path)
+    start_epoch, elapsed, history = _resume(engine, checkpoint_path, desc, epochs)
     done = sum(h["iterations"] for h in history)   # iterations over the whole run (drives lr_step_iters)
     engine.max_epoch = epochs
     for epoch in range(start_epoch, epochs):
@@ -101,24 +91,9 @@ def train_epochs(engine, epochs: int, checkpoint_path: Path, max_iters_per_epoch
             break
         t0 = time.time()
         engine.epoch = epoch
-        engine.set_model_mode("train")
         lr = engine.get_current_lr()
-        sums = {"loss": 0.0, "acc": 0.0, "n_acc": 0}
-        bar = tqdm(total=n_batches, desc=f"{desc} epoch {epoch + 1}/{epochs}", unit="it", leave=False, disable=None)
-        for i, data in enumerate(engine.train_loader):
-            out = engine.forward_backward(data)
-            done += 1
-            if lr_step_iters > 0 and done % lr_step_iters == 0:
-                engine.update_lr()
-            sums["loss"] += out["loss"]
-            if out["acc"] == out["acc"]:   # not NaN (batch of only synthesized images under LSRO)
-                sums["acc"] += out["acc"]
-                sums["n_acc"] += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{sums['loss'] / (i + 1):.3f}")
-            if i + 1 >= n_batches:     # stop before the loader reads (and augments) one batch too many
-                break
-        bar.close()
+        sums = _train_one_epoch(engine, n_batches, done, lr_step_iters, f"{desc} epoch {epoch + 1}/{epochs}")
+        done += n_batches
         if lr_step_iters <= 0:
             engine.update_lr()
         elapsed += time.time() - t0
@@ -135,3 +110,42 @@ def train_epochs(engine, epochs: int, checkpoint_path: Path, max_iters_per_epoch
             on_epoch_end(epoch + 1, rec)
     return {"epochs": len(history), "iterations": sum(h["iterations"] for h in history), "train_s": elapsed,
             "history": history}
+
+
+def _resume(engine, checkpoint_path: Path, desc: str, epochs: int) -> tuple[int, float, list]:
+    """Load the epoch checkpoint into ``engine`` (weights_only: its RNG state is tensors and numbers);
+    ``(epochs done, elapsed seconds, history)``, or a fresh start where there is none."""
+    if not checkpoint_path.is_file():
+        return 0, 0.0, []
+    ck = load_torch_file(checkpoint_path, "a benchmark epoch checkpoint", "Delete it to train this run again.")
+    engine.model.load_state_dict(ck["model"])
+    engine.optimizer.load_state_dict(ck["optimizer"])
+    engine.scheduler.load_state_dict(ck["scheduler"])
+    set_rng_state(ck["rng"])
+    log.info("%s: resuming after epoch %d of %d (%s)", desc, ck["epoch"], epochs, checkpoint_path)
+    return ck["epoch"], ck["elapsed"], ck["history"]
+
+
+def _train_one_epoch(engine, n_batches: int, done: int, lr_step_iters: int, desc: str) -> dict:
+    """``n_batches`` steps of ``engine.forward_backward``; ``done`` = iterations before this epoch (the LR
+    steps every ``lr_step_iters`` of the whole run when > 0). Returns the sums ``{"loss", "acc", "n_acc"}``."""
+    from tqdm import tqdm
+
+    engine.set_model_mode("train")
+    sums = {"loss": 0.0, "acc": 0.0, "n_acc": 0}
+    bar = tqdm(total=n_batches, desc=desc, unit="it", leave=False, disable=None)
+    for i, data in enumerate(engine.train_loader):
+        out = engine.forward_backward(data)
+        done += 1
+        if lr_step_iters > 0 and done % lr_step_iters == 0:
+            engine.update_lr()
+        sums["loss"] += out["loss"]
+        if out["acc"] == out["acc"]:   # not NaN (batch of only synthesized images under LSRO)
+            sums["acc"] += out["acc"]
+            sums["n_acc"] += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{sums['loss'] / (i + 1):.3f}")
+        if i + 1 >= n_batches:     # stop before the loader reads (and augments) one batch too many
+            break
+    bar.close()
+    return sums

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from reid_aug.config import from_dict, to_dict
+from reid_aug.config import config_differences, from_dict, to_dict
 from reid_aug.errors import ReidAugError
 from reid_aug.records import BenchmarkResults
 from reid_aug.reid.config import BenchmarkConfig
@@ -27,15 +27,32 @@ def write_results(path: Path, results: dict) -> None:
     BenchmarkResults(setup=results["setup"], seeds=list(results["seeds"]), runs=results["runs"]).write(path)
 
 
-def normalized_setup(setup):
-    """A stored setup with its config re-read through ``BenchmarkConfig``: keys added since (with their
-    defaults, e.g. ``train.budget: epochs``) do not make an older folder "different"."""
+def comparable_setup(setup):
+    """A stored setup as two setups are compared: its config re-read through ``BenchmarkConfig`` (keys added
+    since, with their defaults, e.g. ``train.budget: epochs``, do not make an older folder "different") and its
+    learning-rate schedule by what it does (:func:`reid_aug.reid.budget.effective_schedule`: a recipe moved from
+    ``stepsize`` to ``lr_decay_at`` with the same decay epochs is the same benchmark)."""
+    from reid_aug.reid.budget import effective_schedule
+
     if not isinstance(setup, dict) or not isinstance(setup.get("config"), dict):
         return setup
     try:
-        return {**setup, "config": to_dict(from_dict(BenchmarkConfig, setup["config"]))}
+        cfg = to_dict(from_dict(BenchmarkConfig, setup["config"]))
     except ReidAugError:
         return setup
+    return {**setup, "config": {**cfg, "train": effective_schedule(cfg["train"])}}
+
+
+def check_same_setup(results: dict, setup: dict, out_dir: Path) -> None:
+    """Refuse to add runs to a folder that holds another benchmark's results (naming what differs)."""
+    if not results:
+        return
+    mine, theirs = comparable_setup(setup), comparable_setup(results.get("setup"))
+    if mine == theirs:
+        return
+    diff = config_differences(mine, theirs or {})
+    raise ReidAugError(f"{out_dir} holds results of a different benchmark ({', '.join(diff)} differ; see "
+                       f"{BenchmarkDir(out_dir).results_json}); pass another --out NEW_FOLDER or delete that folder")
 
 
 def run_seeds(runs: dict) -> list[int]:
@@ -61,9 +78,9 @@ def reuse_baselines(results: dict, setup: dict, plan: dict, seeds, source: Path,
                                                         if k != "labels"}}
         return out
 
-    mine, theirs = baseline_view(setup), baseline_view(normalized_setup(other.get("setup")) or {})
+    mine, theirs = baseline_view(comparable_setup(setup)), baseline_view(comparable_setup(other.get("setup")) or {})
     if mine != theirs:
-        diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        diff = config_differences(mine, theirs)
         raise ReidAugError(f"--baseline-from {source}: its baselines are not comparable ({', '.join(diff)} differ)")
     n = 0
     for seed in seeds:

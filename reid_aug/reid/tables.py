@@ -33,7 +33,9 @@ def _fmt_value(v: Any) -> str:
     if isinstance(v, dict):
         mean, std, reason = v.get("mean"), v.get("std"), v.get("reason")
         if mean is None:
-            return str(reason) if reason and str(reason).startswith("n/a") else f"n/a ({reason or 'null in the records'})"
+            if reason and str(reason).startswith("n/a"):
+                return str(reason)
+            return f"n/a ({reason or 'null in the records'})"
         return f"{mean:.4g} ± {std:.2g}" if isinstance(std, (int, float)) else f"{mean:.4g}"
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return "n/a (NaN)" if isinstance(v, float) and math.isnan(v) else f"{v:.4g}"
@@ -279,71 +281,78 @@ def headline(runs: dict, seeds: Sequence[int]) -> str:
 
 def write_report(out_dir: str | Path, results: dict, seeds: Sequence[int], generator_eval=None,
                  train_info: dict | None = None) -> Path:
-    """``results.csv``, ``report.md`` and ``bars.png`` in ``out_dir`` from the ``results.json`` dict."""
-    out_dir = Path(out_dir)
-    runs = results.get("runs", {})
-    setup = results.get("setup", {})
+    """``results.csv``, ``report.md`` and ``bars.png`` in ``out_dir`` from the ``results.json`` dict: the
+    result sentence first, then the table, then the setup and the picture."""
+    from reid_aug.rundir import BenchmarkDir
+
+    folder = BenchmarkDir(out_dir)
+    runs, setup = results.get("runs", {}), results.get("setup", {})
     cfg = setup.get("config", {})
-    info = train_info or {}
-    df = results_frame(runs)
-    atomic_write_text(out_dir / "results.csv", df.to_csv(index=False))
-    bar_chart(runs, seeds, out_dir / "bars.png")
+    atomic_write_text(folder.results_csv, results_frame(runs).to_csv(index=False))
+    bar_chart(runs, seeds, folder.bars_png)
     gen = read_generator_metrics(generator_eval)
-    rerank = bool(cfg.get("eval", {}).get("rerank"))
-    model = cfg.get("model", {})
-    data = cfg.get("data", {})
-    train = cfg.get("train", {})
+    ev = cfg.get("eval", {})
+    rerank = bool(ev.get("rerank"))
+    notes = generator_notes(gen)
+    lines = [
+        "# Re-ID benchmark: baseline vs augmented", "",
+        headline(runs, seeds), "",
+        results_table(runs, seeds, gen, rerank), "",
+        "Values in %; s<N> = seed N; delta = augmented - baseline (paired by seed, percentage points); "
+        "generator metrics from " + (f"`{gen['source']}`" if gen.get("source") else "no records") + ".",
+        *([notes] if notes else []), "",
+        "## Setup", "",
+        *setup_lines(setup, train_info or {}), "",
+        budget_note(cfg.get("train", {}), runs, (train_info or {}).get("plan")), "",
+        f"![rank-1 and mAP, baseline vs augmented]({folder.bars_png.name})", "",
+        f"mAP definition: {MAP_DEFINITION}. CMC/mAP computed by `reid_aug.reid.ranking.evaluate_rank`, equal to "
+        "torchreid's `eval_market1501`." + (f" Re-ranking: k-reciprocal (k1 = {ev.get('k1')}, k2 = {ev.get('k2')}, "
+                                            f"lambda = {ev.get('lambda_value')})." if rerank else ""), "",
+        "## Runs", "",
+        *run_lines(runs, seeds),
+        "", f"Seeds: {', '.join(str(s) for s in seeds)}.", "", "## Config", "", "```yaml",
+        yaml.safe_dump(cfg, sort_keys=False).rstrip(), "```", ""]
+    atomic_write_text(folder.report_md, "\n".join(lines))
+    return folder.report_md
+
+
+def setup_lines(setup: dict, info: dict) -> list[str]:
+    """Two sentences: the model and its training, then the train and test data (a ``data.test_ids``
+    smoke setting is said in bold)."""
+    cfg = setup.get("config", {})
+    model, data, train = cfg.get("model", {}), cfg.get("data", {}), cfg.get("train", {})
     per_id = info.get("train_per_id") or 0
     subsample = (f"at most {per_id} real image(s) per identity (subsample seed {info.get('subsample_seed', 0)})"
                  if per_id else "all real train images")
-    lines = [
-        "# Re-ID benchmark: baseline vs augmented",
-        "",
-        headline(runs, seeds),
-        "",
-        results_table(runs, seeds, gen, rerank),
-        "",
-        "Values in %; s<N> = seed N; delta = augmented - baseline (paired by seed, percentage points); "
-        "generator metrics from " + (f"`{gen['source']}`" if gen.get("source") else "no records") + ".",
-        *([generator_notes(gen)] if generator_notes(gen) else []),
-        "",
-        "## Setup",
-        "",
-        f"torchreid `{model.get('name')}` ({'ImageNet-initialised' if model.get('pretrained') else 'from scratch'}) "
-        f"at {data.get('height')}x{data.get('width')}, {train.get('epochs')} epoch(s) "
-        f"(budget `{train.get('budget', 'epochs')}`), batch {train.get('batch_size')}, "
-        f"synthesized labels `{train.get('labels')}`; dataset `{setup.get('dataset')}`.",
-        f"Train: {info.get('num_train_pids', '?')} identities, {info.get('n_real', '?')} real images ({subsample})"
-        + (f" + {info.get('n_synthesized')} synthesized images from `{setup.get('augmented_dir')}` under their source pid"
-           if setup.get("augmented_dir") else "; no augmented folder given (augmented row empty)")
-        + f". Test: {info.get('n_query', '?')} queries, {info.get('n_gallery', '?')} gallery images "
-          + (f"(**smoke setting**: only the first {data.get('test_ids')} test identities, no distractors; not "
-             "comparable with the full protocol)." if data.get("test_ids") else
-             "(Market protocol: same pid + camera removed, junk out, distractors in)."),
-        "",
-        budget_note(train, runs, info.get("plan")),
-        "",
-        "![rank-1 and mAP, baseline vs augmented](bars.png)",
-        "",
-        f"mAP definition: {MAP_DEFINITION}. CMC/mAP computed by `reid_aug.reid.ranking.evaluate_rank`, equal to "
-        "torchreid's `eval_market1501`." + (" Re-ranking: k-reciprocal (k1 = {k1}, k2 = {k2}, lambda = {lam}).".format(
-            k1=cfg['eval'].get('k1'), k2=cfg['eval'].get('k2'), lam=cfg['eval'].get('lambda_value')) if rerank else ""),
-        "",
-        "## Runs",
-        "",
-    ]
+    synthesized = (f" + {info.get('n_synthesized')} synthesized images from `{setup.get('augmented_dir')}` under "
+                   "their source pid" if setup.get("augmented_dir") else
+                   "; no synthesized set given (augmented row empty)")
+    test = (f"(**smoke setting**: only the first {data.get('test_ids')} test identities, no distractors; not "
+            "comparable with the full protocol)." if data.get("test_ids") else
+            "(Market protocol: same pid + camera removed, junk out, distractors in).")
+    init = "ImageNet-initialised" if model.get("pretrained") else "from scratch"
+    return [f"torchreid `{model.get('name')}` ({init}) "
+            f"at {data.get('height')}x{data.get('width')}, {train.get('epochs')} epoch(s) "
+            f"(budget `{train.get('budget', 'epochs')}`), batch {train.get('batch_size')}, "
+            f"synthesized labels `{train.get('labels')}`; dataset `{setup.get('dataset')}`.",
+            f"Train: {info.get('num_train_pids', '?')} identities, {info.get('n_real', '?')} real images ({subsample})"
+            f"{synthesized}. Test: {info.get('n_query', '?')} queries, {info.get('n_gallery', '?')} gallery images "
+            f"{test}"]
+
+
+def run_lines(runs: dict, seeds: Sequence[int]) -> list[str]:
+    """One line per finished run (time, length, loss, images, initialisation), then the runs not done."""
+    lines = []
     for key in sorted(runs, key=lambda k: (runs[k]["seed"], runs[k]["variant"] != "baseline")):
         r = runs[key]
+        init = r.get("init", {})
         lines.append(f"- `{key}`: wall {r['wall_s'] / 60:.1f} min (train {r['train_s'] / 60:.1f}, eval "
                      f"{r['eval_s'] / 60:.1f}), {_epochs_text(r)} = {r.get('iterations', '?')} iterations, "
                      f"final loss {r.get('final_loss') or float('nan'):.3f}, "
                      f"{r['n_train_real']} real + {r['n_train_synthesized']} synthesized train images, "
-                     f"init: {'ImageNet ' + str(r['init'].get('path')) if r.get('init', {}).get('pretrained') else 'random'}")
+                     f"init: {'ImageNet ' + str(init.get('path')) if init.get('pretrained') else 'random'}"
+                     + (f" (taken over from `{r['reused_from']}`)" if r.get("reused_from") else ""))
     missing = [f"{v}_seed{s}" for s in seeds for v in ("baseline", "augmented") if f"{v}_seed{s}" not in runs]
     if missing:
         lines.append(f"- not run: {', '.join(missing)}")
-    lines += ["", f"Seeds: {', '.join(str(s) for s in seeds)}.", "", "## Config", "", "```yaml",
-              yaml.safe_dump(cfg, sort_keys=False).rstrip(), "```", ""]
-    path = out_dir / "report.md"
-    atomic_write_text(path, "\n".join(lines))
-    return path
+    return lines

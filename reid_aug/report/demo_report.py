@@ -10,8 +10,6 @@ import logging
 import shutil
 from pathlib import Path
 
-import pandas as pd
-
 from reid_aug.utils.io import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -32,10 +30,17 @@ def plot_loss_curves(log_csv: str | Path, out_png: str | Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from reid_aug.errors import RecordError
+    from reid_aug.records import read_csv
+
     log_csv = Path(log_csv)
     if not log_csv.is_file():
         return False
-    df = pd.read_csv(log_csv)
+    try:
+        df = read_csv(log_csv, "a generator training log", required=("stage", "global_step"))
+    except RecordError as e:
+        log.warning("no loss curves: %s", e)
+        return False
     if df.empty:
         return False
     stages = list(dict.fromkeys(df["stage"]))
@@ -58,20 +63,28 @@ def plot_loss_curves(log_csv: str | Path, out_png: str | Path) -> bool:
     return True
 
 
-def d_loss_caption(log_csv: Path) -> str:
-    """A sentence on the discriminator loss of an adversarial stage (why it can fall to ~0.01), or ""."""
-    if not Path(log_csv).is_file():
+def d_loss_caption(run) -> str:
+    """A sentence on the discriminator loss of the adversarial stage of ``run`` (a
+    :class:`reid_aug.rundir.GeneratorRun`): why it can fall to ~0.01 and what that means, or ""."""
+    from reid_aug.errors import RecordError
+    from reid_aug.records import read_csv, read_yaml
+
+    try:
+        df = read_csv(run.log_csv, "a generator training log")
+        cfg = read_yaml(run.config, "a generator run config") if run.config.is_file() else {}
+    except RecordError:
         return ""
-    df = pd.read_csv(log_csv)
     if "d_loss" not in df or not df["d_loss"].notna().any():
         return ""
     last = float(df["d_loss"].dropna().iloc[-1])
     if last >= 0.1:
-        return (f"The discriminator loss ends at {last:.2g}: D and G2 are still competing.")
-    return (f"The discriminator loss falls to {last:.2g}: D separates real from generated images almost "
-            "perfectly (it wins; its gradients to G2 saturate). G2 then learns mostly from the weighted L1 term, "
-            "which is why the stage-II recipes weigh it 100x; compare G1 and G2 with `evaluate-generator RUN "
-            "--stage g1`.")
+        return f"The discriminator loss ends at {last:.2g}: D and G2 are still competing."
+    lam = ((cfg or {}).get("loss") or {}).get("lambda_l1")
+    weight = f" (weight λ = {lam:g})" if isinstance(lam, (int, float)) else ""
+    return (f"The discriminator loss falls to {last:.2g}: D tells real from generated images almost perfectly "
+            "(it wins, and the G adversarial loss rises). Its gradient to G2 then saturates, so G2 learns mostly "
+            f"from the L1 term{weight}, i.e. it refines G1's image rather than being pushed towards realism; "
+            "compare the two stages with `reid-aug evaluate-generator RUN --stage g1`.")
 
 
 def _generator_table(metrics_json: Path) -> tuple[str, str]:
@@ -141,12 +154,14 @@ def generator_sentence(metrics_json: Path) -> str:
 
 
 def timings_text(timings: dict) -> str:
-    """``toy dataset 3 s, generator training 120 s (earlier run), ...; total 2.5 min``."""
+    """``toy dataset 3 s, generator training 120 s (from generator/log.csv), ...; total 2.5 min``: each step's
+    time as :func:`reid_aug.demo.step_timings` found it (its own record, this run, or the earlier run)."""
     parts, total = [], 0.0
     for name, t in timings.items():
         sec = float(t["seconds"] if isinstance(t, dict) else t)
         total += sec
-        mark = " (earlier run)" if isinstance(t, dict) and t.get("ran") == "earlier run" else ""
+        source = t.get("source", "this run") if isinstance(t, dict) else "this run"
+        mark = "" if source == "this run" else f" ({source})" if source == "earlier run" else f" (from {source})"
         parts.append(f"{name} {sec:.0f} s{mark}")
     return f"Step times: {', '.join(parts)}; total {total / 60:.1f} min."
 
@@ -183,7 +198,7 @@ def write_demo_report(out: Path, data_dir: Path, run_dir: Path, synth_dir: Path,
           "## Generator on the test pairs", "",
           "`model`: the generator; `copy_source`: the source image as output (the floor); `real_vs_real`: the target "
           "against itself.", "", gen_table, "", gen_info, "",
-          *_pictures(figures, d_loss_caption(run.log_csv)),
+          *_pictures(figures, d_loss_caption(run)),
           "## Provenance", "",
           f"Built-in toy dataset `{data_dir}` -> generator `{run_dir}` -> `{synth_dir}` -> benchmark `{bench_dir}` "
           f"(details in `{BenchmarkDir(bench_dir).report_md}`). {timings_text(timings)}", ""]

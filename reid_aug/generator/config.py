@@ -19,6 +19,7 @@ from reid_aug.generator.losses import D_VARIANT_ALIASES, D_VARIANTS, RECON_LOSSE
 STAGES = ("g1", "g2", "g1+d")
 POSE_MODES = ("pg2", "gaussian")
 POSE_EMBEDDINGS = ("concat", "ce", "hme")
+D_NORMS = ("batch", "spectral")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class ModelConfig:
     g2_zero_init: bool = False      # zero G2's output conv so that stage II starts at G2 == G1 (short
                                     # budgets); the official code initialises it like every other conv
     d_width: int = 64               # DCGAN discriminator widths d, 2d, 4d, 8d
+    d_norm: str = "batch"           # "batch" (PG²'s DCGAN D: BatchNorm) | "spectral" (spectral norm on every
+                                    # conv/linear, no BatchNorm: SN-GAN's stabiliser, not PG²'s)
 
     def resolved_g1_levels(self) -> int:
         return self.g1_levels or int(math.log2(self.image_size[0])) - 2
@@ -51,6 +54,8 @@ class LossConfig:
     lambda_l1: float = 10.0         # weight of the reconstruction term beside the adversarial one
     d_variant: str = "pair"         # "pair" (the paper's: D judges (I_A, I_B) vs (I_A, G2)) | "official" (also shows
                                     # I_A to D as fake, 0.5/0.25/0.25) | "unconditional" (before 0.2: "paper")
+    lambda_start: float = 0.0       # > 0: a lambda schedule (not PG²'s): lambda goes linearly from lambda_start
+    lambda_ramp: float = 0.5        # to lambda_l1 over this fraction of each adversarial stage, then stays
 
     def __post_init__(self):
         old = D_VARIANT_ALIASES.get(self.d_variant)
@@ -78,6 +83,7 @@ class TrainConfig:
     lr: float = 2e-5                # generator(s)
     g2_lr: float = 0.0              # G2's learning rate; 0 -> lr
     d_lr: float = 2e-5
+    d_every: int = 1                # update D on every k-th step only (1: every step, as PG²; k > 1 slows D down)
     betas: tuple[float, float] = (0.5, 0.999)
     flip: bool = True               # left-right flip of a whole pair (images, pose maps, mask) with p = 0.5
     seed: int = 0
@@ -152,6 +158,12 @@ def validate(cfg: PG2Config) -> None:
         raise ConfigError(f"model.pose_embedding={m.pose_embedding!r}: expected one of {POSE_EMBEDDINGS}")
     if cfg.pose.mask_style not in MASK_STYLES:
         raise ConfigError(f"pose.mask_style={cfg.pose.mask_style!r}: expected one of {MASK_STYLES}")
+    if m.d_norm not in D_NORMS:
+        raise ConfigError(f"model.d_norm={m.d_norm!r}: expected one of {D_NORMS}")
+    if lo.lambda_start < 0 or not 0 < lo.lambda_ramp <= 1:
+        raise ConfigError("loss.lambda_start must be >= 0 and loss.lambda_ramp in (0, 1]")
+    if t.d_every < 1:
+        raise ConfigError(f"train.d_every={t.d_every}: must be >= 1")
     if lo.d_variant not in D_VARIANTS:
         raise ConfigError(f"loss.d_variant={lo.d_variant!r}: expected one of {D_VARIANTS}")
     if not t.stages:
@@ -174,7 +186,7 @@ def validate(cfg: PG2Config) -> None:
 
 # Fields that decide what is being trained: a --resume must not change them.
 IDENTITY_FIELDS = ("family", "model", "loss", "pose", "train.stages", "train.batch_size", "train.lr", "train.g2_lr", "train.d_lr",
-                   "train.betas", "train.flip", "train.seed")
+                   "train.d_every", "train.betas", "train.flip", "train.seed")
 
 
 def replace(cfg: PG2Config, **sections) -> PG2Config:

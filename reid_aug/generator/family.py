@@ -70,6 +70,7 @@ class StepModules:
     (``opt_d`` None without a ``d`` group); ``autocast()``: the mixed-precision context;
     ``check(terms)``: turns the loss terms into floats (averaged over DDP ranks) and raises
     :class:`~reid_aug.errors.TrainingDivergedError` on NaN/inf. Call it before any optimizer step.
+    ``position()``: ``(steps done in the stage, stage length)`` for schedules inside a step.
     """
 
     nets: dict[str, nn.Module]
@@ -78,6 +79,7 @@ class StepModules:
     opt_d: torch.optim.Optimizer | None = None
     autocast: Callable[[], ContextManager] = contextlib.nullcontext
     check: Callable[[dict], dict] = None  # type: ignore[assignment]
+    position: Callable[[], tuple[int, int]] = lambda: (0, 1)
 
     def __post_init__(self):
         if self.check is None:

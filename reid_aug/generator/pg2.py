@@ -62,7 +62,8 @@ class PG2Family(GeneratorFamily):
         if "g2" in which:
             nets["g2"] = G2(size, width=m.g2_width, levels=m.resolved_g2_levels(), zero_init=m.g2_zero_init)
         if "d" in which:
-            nets["d"] = Discriminator(size, width=m.d_width, img_channels=d_input_channels(cfg.loss.d_variant))
+            nets["d"] = Discriminator(size, width=m.d_width, img_channels=d_input_channels(cfg.loss.d_variant),
+                                      norm=m.d_norm)
         return nets
 
     def stage(self, name: str) -> Stage:
@@ -113,9 +114,12 @@ class PG2Family(GeneratorFamily):
 
     def describe(self, cfg: PG2Config) -> str:
         lo = cfg.loss
-        return (f"reconstruction {lo.g1}/{lo.g2} with the {cfg.pose.mask_style!r} pose mask, lambda "
-                f"{lo.lambda_l1:g}, D variant {lo.d_variant!r}, "
-                f"pose maps {cfg.model.pose_mode!r}")
+        lam = f"{lo.lambda_l1:g}" if lo.lambda_start <= 0 else (
+            f"{lo.lambda_start:g} -> {lo.lambda_l1:g} over {lo.lambda_ramp:g} of the stage")
+        extra = "".join([f", D norm {cfg.model.d_norm!r}" if cfg.model.d_norm != "batch" else "",
+                         f", D every {cfg.train.d_every} steps" if cfg.train.d_every > 1 else ""])
+        return (f"reconstruction {lo.g1}/{lo.g2} with the {cfg.pose.mask_style!r} pose mask, lambda {lam}, "
+                f"D variant {lo.d_variant!r}{extra}, pose maps {cfg.model.pose_mode!r}")
 
 
 def _build_g1(m) -> torch.nn.Module:
@@ -167,7 +171,8 @@ def _adversarial_step(fake: torch.Tensor, batch: dict, cfg: PG2Config, mods: Ste
     d.requires_grad_(True)
     adv = bce_real(g_logits[-b:])
     recon, terms = recon_loss(recon_kind, fake[:, -tgt.shape[1]:], tgt, mask)
-    g_loss = adv + cfg.loss.lambda_l1 * recon
+    step, total = mods.position()
+    g_loss = adv + lambda_at(cfg.loss, step, total) * recon
     # D loss: real (and the condition image for "official") against the detached fake.
     with mods.autocast():
         d_logits = mods.run["d"](torch.cat(real_parts + [fake.detach()], dim=0))
@@ -175,8 +180,18 @@ def _adversarial_step(fake: torch.Tensor, batch: dict, cfg: PG2Config, mods: Ste
                                          cfg.loss.d_variant)
     values = mods.check({"loss": g_loss, **terms, "adv": adv, "d_loss": d_loss, **d_terms})
     _update(mods.opt_g, g_loss)
-    _update(mods.opt_d, d_loss)
+    if step % cfg.train.d_every == 0:
+        _update(mods.opt_d, d_loss)
     return values
+
+
+def lambda_at(loss_cfg, step: int, total: int) -> float:
+    """The reconstruction weight at ``step`` of ``total``: ``loss.lambda_l1``, or with ``loss.lambda_start`` > 0
+    a linear ramp from lambda_start to lambda_l1 over the first ``lambda_ramp`` of the stage."""
+    if loss_cfg.lambda_start <= 0:
+        return loss_cfg.lambda_l1
+    t = min(1.0, step / max(1.0, loss_cfg.lambda_ramp * total))
+    return loss_cfg.lambda_start + t * (loss_cfg.lambda_l1 - loss_cfg.lambda_start)
 
 
 FAMILY = register_family(PG2Family())

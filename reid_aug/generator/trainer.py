@@ -263,7 +263,7 @@ class Trainer:
                                 cfg.train.flip, dist.rank, dist.world)
         loader = self.data.loader(schedule, s.step, total, loader_workers(cfg.train.num_workers),
                                   pin_memory=self.placement.device.type == "cuda") if s.step < total else []
-        run = StageRun(stage, total, self._modules(stage), schedule, loader, self._progress_bar(stage.name, total))
+        run = StageRun(stage, total, self._modules(stage, total), schedule, loader, self._progress_bar(stage.name, total))
         for hook in self.hooks:
             hook.before_stage(self, run)
         return run
@@ -277,7 +277,7 @@ class Trainer:
             built = self.family.build_networks(self.cfg, missing)
             self.nets.update({k: v.to(self.placement.device) for k, v in built.items()})
 
-    def _modules(self, stage: Stage) -> StepModules:
+    def _modules(self, stage: Stage, total: int) -> StepModules:
         nets = {n: self.nets[n] for n in stage.networks}
         for name, net in nets.items():
             trained = name not in stage.frozen
@@ -296,7 +296,8 @@ class Trainer:
             if opt_d is not None:
                 opt_d.load_state_dict(saved["d"])
         return StepModules(nets=nets, run=run, opt_g=opt_g, opt_d=opt_d, autocast=self.placement.autocast,
-                           check=lambda terms: self._check_finite(stage.name, terms))
+                           check=lambda terms: self._check_finite(stage.name, terms),
+                           position=lambda: (self.state.step, total))
 
     def _progress_bar(self, stage: str, total: int):
         from tqdm import tqdm

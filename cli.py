@@ -84,6 +84,29 @@ def prepare_cmd(dataset, root, work_dir, check_images):
     click.echo(format_summary(summary))
 
 
+@main.command("annotate")
+@click.argument("dataset")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Write the annotation files here (default: DATASET/annotations/ when writable, else the cache); "
+                   "every command then finds them through a recorded pointer.")
+@click.option("--overwrite", is_flag=True, help="Replace existing annotation files (never touched without it).")
+@click.option("--workers", type=int, default=None, help="Estimator processes (default: one per CPU core).")
+@click.option("--limit", type=int, default=None, help="Annotate only the first N images of each file (a quick look).")
+@click.option("--recipe", default=None, help="Recipe name or YAML file (default: annotate).")
+@click.option("--set", "overrides", multiple=True, help="Dotted override, e.g. --set visibility=0.6 (repeatable).")
+def annotate_cmd(dataset, out_dir, overwrite, workers, limit, recipe, overrides):
+    """Estimate 18-joint poses (MediaPipe Pose) for every image of DATASET, for datasets without keypoints."""
+    from reid_aug.keypoints.annotate import annotate_dataset, format_report, load_annotate_config
+
+    cfg = load_annotate_config(recipe, list(overrides) + ([f"workers={workers}"] if workers is not None else []))
+    try:
+        report = annotate_dataset(dataset, cfg, out=out_dir, overwrite=overwrite, limit=limit)
+    except KeyboardInterrupt:
+        click.echo("interrupted: the rows written so far are kept; the same command continues", err=True)
+        sys.exit(130)
+    click.echo(format_report(report))
+
+
 # --------------------------------------------------------------------------- generator
 @main.command("train-generator")
 @click.argument("dataset", default="toy")

@@ -196,8 +196,12 @@ def _list_split(folder: Path, split: str) -> tuple[list[dict], list[str]]:
     return rows, bad
 
 
-def load_dataset(root: str | os.PathLike, check_images: bool = False) -> DatasetIndex:
+def load_dataset(root: str | os.PathLike, check_images: bool = False,
+                 annotations_dir: str | os.PathLike | None | bool = None) -> DatasetIndex:
     """Index a dataset folder in the Market-1501 layout (``root`` may also be ``market``/``toy``).
+
+    Keypoints come from ``annotations_dir`` when given (``False``: none), else from ``ROOT/annotations``
+    (or beside the images), else from the folder ``reid-aug annotate`` recorded for this dataset.
 
     Raises :class:`DatasetError` for missing folders, file names that do not parse, malformed
     annotation files, and (with ``check_images``) corrupt or truncated images.
@@ -219,21 +223,23 @@ def load_dataset(root: str | os.PathLike, check_images: bool = False) -> Dataset
     table["pid"] = table["pid"].astype(np.int64)
     table["camid"] = table["camid"].astype(np.int64)
 
-    annotations_dir = next((d for d in (root / "annotations", image_root / "annotations") if d.is_dir()), None)
+    annotations_dir_arg = annotations_dir
+    annotations_dir = _annotations_dir(root, image_root, annotations_dir)
     files = [f for f in (_find_one(annotations_dir, "*annotation-train.csv"),
                          _find_one(annotations_dir, "*annotation-test.csv")) if f is not None]
     keypoints: dict[str, np.ndarray] = {}
     for f in files:
-        kps = read_annotations(f)
+        kps = read_annotations(f, height=None, width=None)   # rows are checked against their image when loaded
         dup = keypoints.keys() & kps.keys()
         conflicting = [n for n in dup if not np.array_equal(keypoints[n], kps[n])]
         if conflicting:
             raise DatasetError(f"{f} and another annotation file give different keypoints for "
                                f"{len(conflicting)} image(s), e.g. {sorted(conflicting)[:3]}; keep one row per image")
         keypoints.update(kps)
-    if annotations_dir is None:
-        log.warning("no annotations/ folder under %s: no keypoints, so no training pairs", root)
-    elif not files:
+    if annotations_dir is None and annotations_dir_arg is not False:
+        log.warning("no annotations/ folder under %s: no keypoints, so no training pairs (estimate them with "
+                    "`reid-aug annotate %s`)", root, root)
+    elif annotations_dir is not None and not files:
         log.warning("%s holds no *annotation-train.csv / *annotation-test.csv: no keypoints", annotations_dir)
 
     kp = stack_keypoints(keypoints, table["name"].tolist())
@@ -250,6 +256,22 @@ def load_dataset(root: str | os.PathLike, check_images: bool = False) -> Dataset
     if check_images:
         _check_images(table["path"].tolist())  # the argument shadows the function name
     return index
+
+
+def _annotations_dir(root: Path, image_root: Path, given) -> Path | None:
+    if given is False:
+        return None
+    if given is not None:
+        given = Path(given)
+        if not given.is_dir():
+            raise DatasetError(f"annotation folder {given} does not exist")
+        return given
+    own = next((d for d in (root / "annotations", image_root / "annotations") if d.is_dir()), None)
+    if own is not None:
+        return own
+    from reid_aug.keypoints.annotate import recorded_annotations
+
+    return recorded_annotations(image_root)
 
 
 def _decode_error(path: str) -> str | None:

@@ -34,9 +34,14 @@ def _parse_list(text: str, path, lineno: int, what: str) -> list[int]:
     return vals
 
 
-def parse_annotation_text(text: str, path: str | Path = "<text>", height: int = 128,
-                          width: int = 64) -> dict[str, np.ndarray]:
-    """Parse annotation CSV text into ``{name: int16 array (18, 2) of (y, x)}`` in file order."""
+def parse_annotation_text(text: str, path: str | Path = "<text>", height: int | None = 128,
+                          width: int | None = 64) -> dict[str, np.ndarray]:
+    """Parse annotation CSV text into ``{name: int16 array (18, 2) of (y, x)}`` in file order.
+
+    ``height``/``width`` None: the images have their own sizes (``reid-aug annotate`` writes each
+    image's own pixel coordinates); only negative coordinates are refused here, and the image
+    loader checks each row against its image.
+    """
     lines = text.splitlines()
     if not lines or lines[0].strip() != HEADER:
         first = lines[0] if lines else "<empty file>"
@@ -58,18 +63,21 @@ def parse_annotation_text(text: str, path: str | Path = "<text>", height: int = 
             j = int(np.flatnonzero(missing_y != missing_x)[0])
             raise AnnotationError(f"{path}:{lineno}: joint {j} of {name} is missing in one coordinate only")
         present = ~missing_y
-        bad = present & ((kp[:, 0] < 0) | (kp[:, 0] >= height) | (kp[:, 1] < 0) | (kp[:, 1] >= width))
+        bad = present & ((kp[:, 0] < 0) | (kp[:, 1] < 0))
+        if height is not None and width is not None:
+            bad |= present & ((kp[:, 0] >= height) | (kp[:, 1] >= width))
         if np.any(bad):
             j = int(np.flatnonzero(bad)[0])
+            where = f"the {height}x{width} image" if height is not None else "the image (negative)"
             raise AnnotationError(f"{path}:{lineno}: joint {j} of {name} at (y={kp[j, 0]}, x={kp[j, 1]}) "
-                                  f"lies outside the {height}x{width} image")
+                                  f"lies outside {where}")
         if name in out:
             raise AnnotationError(f"{path}:{lineno}: duplicate row for {name}")
         out[name] = kp
     return out
 
 
-def read_annotations(path: str | Path, height: int = 128, width: int = 64) -> dict[str, np.ndarray]:
+def read_annotations(path: str | Path, height: int | None = 128, width: int | None = 64) -> dict[str, np.ndarray]:
     """Read an annotation CSV; see :func:`parse_annotation_text`."""
     path = Path(path)
     if not path.is_file():

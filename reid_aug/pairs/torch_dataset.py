@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from reid_aug.errors import DatasetError
+from reid_aug.errors import AnnotationError, DatasetError
 from reid_aug.keypoints.skeleton import MISSING
 from reid_aug.pose.maps import flip_images, flip_keypoints, pose_heatmaps, pose_masks
 
@@ -86,6 +86,11 @@ class _IndexedImages:
         """``img (3,H,W)`` and int64 keypoints ``(18, 2)`` in the frame of ``size``."""
         img, own_size = load_image_and_size(self.index.path_of(name), self.size)
         kp = self.index.keypoints_for([name])[0].astype(np.int64)
+        outside = (kp[:, 0] >= own_size[0]) | (kp[:, 1] >= own_size[1])
+        if outside.any():
+            j = int(np.flatnonzero(outside)[0])
+            raise AnnotationError(f"keypoint {j} of {name} at (y={kp[j, 0]}, x={kp[j, 1]}) lies outside its "
+                                  f"{own_size[0]}x{own_size[1]} image; fix its annotation row")
         return img, scale_keypoints(kp, own_size, self.size)
 
 

@@ -37,7 +37,7 @@ from torch import nn
 from reid_aug.errors import CheckpointError, ConfigError
 
 # name -> module that registers it when imported (lazy, so that importing the registry stays cheap)
-BUILTIN_FAMILIES = {"pg2": "reid_aug.generator.pg2"}
+BUILTIN_FAMILIES = {"pg2": "reid_aug.generator.pg2", "defgan": "reid_aug.generator.defgan.family"}
 _REGISTRY: dict[str, "GeneratorFamily"] = {}
 
 
@@ -95,7 +95,8 @@ class GeneratorFamily:
     ``train.seed`` when a run starts; the others when the first stage needing them starts, seeded
     by (seed, stage index)); ``log_terms`` (the loss-term columns of log.csv, in order);
     ``progress_terms`` (shown on the progress bar); ``identity_fields`` (dotted config keys a
-    resume must not change).
+    resume must not change); ``conditions`` (what ``generate`` needs besides ``src_img`` and
+    ``tgt_pose``, e.g. ``src_pose``, ``src_kp``, ``tgt_kp``: synthesis and evaluation provide them).
     """
 
     name: str = ""
@@ -106,6 +107,7 @@ class GeneratorFamily:
     log_terms: tuple[str, ...] = ("loss",)
     progress_terms: tuple[str, ...] = ("loss",)
     identity_fields: tuple[str, ...] = ()
+    conditions: tuple[str, ...] = ()   # batch entries ``generate`` needs besides src_img and tgt_pose
 
     # ------------------------------------------------------------ networks and stages
     def build_networks(self, cfg, which) -> dict[str, nn.Module]:

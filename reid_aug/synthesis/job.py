@@ -203,6 +203,11 @@ def prepare_job(cfg: SynthesisConfig) -> SynthesisJob:
     cfg = inputs.cfg
     index = load_dataset(inputs.root)
     plan, every_image, regime = _plan(inputs, index)
+    if inputs.gen.family.conditions and plan.partial_pose_identities:
+        log.warning("%d identities have no source image with both shoulders and hips: %s's deformable skips get "
+                    "no transform for their missing parts (those parts add nothing); they are synthesized anyway "
+                    "and listed as partial_pose_identities in the descriptor", len(plan.partial_pose_identities),
+                    inputs.gen.family.name)
     stage = _check_stage(inputs)
     if cfg.filter.model is not None:
         check_filter_model(cfg.filter.model, index, cfg.subset)

@@ -62,7 +62,8 @@ class SynthesisPlan:
     hash of the train split (names, sizes, keypoints); ``partial_pose_identities``: identities whose
     sources are images without a full torso (fallback); ``n_clusters``: the strategy's clusters (0
     without clusters); ``n_sources``: distinct source images; ``exclude_own``: the identity's own
-    poses were left out of its targets (bank and identities from one dataset).
+    poses were left out of its targets (bank and identities from one dataset); ``source_kps``: the
+    sources' own keypoints (families that read the source pose, e.g. Deformable GAN).
     """
 
     table: pd.DataFrame
@@ -76,6 +77,7 @@ class SynthesisPlan:
     partial_pose_identities: list = field(default_factory=list)
     n_sources: int = 0
     exclude_own: bool = True
+    source_kps: dict = field(default_factory=dict)   # name -> int16 (18, 2) in the source image's own pixels
 
 
 @dataclass(frozen=True)
@@ -197,7 +199,9 @@ def build_plan(index, poses_per_id: int, strategy: str = "random", seed: int = 0
                          n_clusters=assignment.n_clusters, sha256=plan_sha256(table),
                          dataset_fingerprint=dataset_fingerprint(index), identities=pids,
                          partial_pose_identities=sorted(set(src.partial) & set(pids)),
-                         n_sources=int(table["source"].nunique()), exclude_own=exclude_own)
+                         n_sources=int(table["source"].nunique()), exclude_own=exclude_own,
+                         source_kps=dict(zip(table["source"].unique(),
+                                             index.keypoints_for(table["source"].unique().tolist()))))
 
 
 def image_sizes(paths) -> list[tuple[int, int]]:

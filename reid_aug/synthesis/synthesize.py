@@ -36,9 +36,10 @@ from reid_aug.synthesis.verify import verify_synthesis  # noqa: F401 - `synthesi
 
 
 class BatchLoader:
-    """Iterates over a job's batches as ``(rows, src, pose)``: source images (B,3,H,W) in [-1, 1] and
+    """Iterates over a job's batches as ``(rows, src, pose, extra)``: source images (B,3,H,W) in [-1, 1],
     target poses (B,18,H,W) maps on a CPU, or (B,18,2) keypoints on CUDA (drawn there, cheaper than
-    copying maps), read ``threads + 1`` batches ahead in ``threads`` threads."""
+    copying maps), and what the generator family needs besides (``extra``: ``src_pose``, ``src_kp``,
+    ``tgt_kp`` for Deformable GAN; empty for PG²), read ``threads + 1`` batches ahead in ``threads`` threads."""
 
     def __init__(self, job: SynthesisJob, timing: collections.Counter, threads: int):
         self.job, self.timing = job, timing
@@ -51,7 +52,7 @@ class BatchLoader:
     def _load(self, rows: np.ndarray):
         import torch
 
-        from reid_aug.pairs import load_image
+        from reid_aug.pairs.torch_dataset import load_image_and_size, scale_keypoints
 
         t0 = time.perf_counter()
         job = self.job
@@ -60,13 +61,18 @@ class BatchLoader:
         cache = {}
         for name in names:
             if name not in cache:
-                cache[name] = load_image(job.plan.source_paths[name], size)
-        src = torch.stack([cache[n] for n in names])
+                cache[name] = load_image_and_size(job.plan.source_paths[name], size)
+        src = torch.stack([cache[n][0] for n in names])
         kps = torch.from_numpy(job.plan.target_kps[rows].astype(np.int64))
+        extra = {}
+        if job.gen.family.conditions:       # the source's own pose, in the generator's frame
+            src_kp = torch.from_numpy(np.stack([scale_keypoints(job.plan.source_kps[n].astype(np.int64), cache[n][1],
+                                                                size) for n in names]))
+            extra = {"src_kp": src_kp, "tgt_kp": kps, "src_pose": job.gen.pose_maps(src_kp)}
         src, pose = (src.pin_memory(), kps) if job.on_cuda else (src, job.gen.pose_maps(kps))
         with self._lock:
             self.timing["load"] += time.perf_counter() - t0
-        return src, pose
+        return src, pose, extra
 
     def _refill(self) -> None:
         while len(self._ahead) < self._depth:
@@ -80,22 +86,23 @@ class BatchLoader:
         while self._ahead:
             rows, fut = self._ahead.popleft()
             t0 = time.perf_counter()
-            src, pose = fut.result()
+            src, pose, extra = fut.result()
             self.timing["load_wait"] += time.perf_counter() - t0
             self._refill()
-            yield rows, src, pose
+            yield rows, src, pose, extra
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _generate(job: SynthesisJob, src, pose) -> np.ndarray:
-    """(B,H,W,3) uint8 on the CPU: the job's stage on ``src`` and the target ``pose`` (see BatchLoader)."""
+def _generate(job: SynthesisJob, src, pose, extra: dict) -> np.ndarray:
+    """(B,H,W,3) uint8 on the CPU: the job's stage on ``src``, the target ``pose`` and the family's ``extra``
+    conditions (see BatchLoader)."""
     from reid_aug.synthesis.writer import tensor_to_uint8
 
     src = src.to(job.device, non_blocking=True)
     pose = job.gen.pose_maps(pose.to(job.device, non_blocking=True)) if job.on_cuda else pose.to(job.device)
-    return tensor_to_uint8(job.gen.generate(src, pose, job.stage))        # syncs with the device
+    return tensor_to_uint8(job.gen.generate(src, pose, job.stage, **extra))   # syncs with the device
 
 
 def synthesize(cfg: SynthesisConfig, on_batch=None) -> dict:
@@ -125,9 +132,9 @@ def synthesize(cfg: SynthesisConfig, on_batch=None) -> dict:
         with writer, torch.inference_mode(), tqdm(total=job.n_todo, unit="img", desc=f"synthesizing{job.label}",
                                                   disable=None) as bar:
             t_loop = time.perf_counter()
-            for batch_no, (rows, src, pose) in enumerate(loader, start=1):
+            for batch_no, (rows, src, pose, extra) in enumerate(loader, start=1):
                 t0 = time.perf_counter()
-                images = _generate(job, src, pose)
+                images = _generate(job, src, pose, extra)
                 timing["generate"] += time.perf_counter() - t0
                 new = [j for j, r in enumerate(rows) if job.todo[r]]
                 for j in new:

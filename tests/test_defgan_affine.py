@@ -9,8 +9,8 @@ from reid_aug.generator.defgan.affine import (NUM_PARTS, deformation, estimate_a
 from reid_aug.keypoints.annotations import read_annotations
 from reid_aug.pairs.pairs import read_pairs_csv
 
-skt = pytest.importorskip("skimage.transform")
-skm = pytest.importorskip("skimage.measure")
+import skimage.measure as skm    # the test extra: a missing one must fail, not skip  # noqa: E402
+import skimage.transform as skt  # noqa: E402
 
 # ---- port of the official pose_transform.py (official names: LABELS order, (x, y) points) ----
 LABELS = ['nose', 'neck', 'Rsho', 'Relb', 'Rwri', 'Lsho', 'Lelb', 'Lwri',

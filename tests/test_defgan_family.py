@@ -3,7 +3,6 @@ inference with the source pose, synthesis and evaluation through the shared comm
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch

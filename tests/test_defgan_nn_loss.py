@@ -63,7 +63,7 @@ def test_patch_features_are_the_5x5_neighbourhood():
 
 def test_vgg_conv12_loads_a_torchvision_state_dict(tmp_path):
     """A random-init torchvision vgg19 state dict, written by the test, loads and drives the loss."""
-    tv = pytest.importorskip("torchvision")
+    import torchvision as tv   # an install requirement: a missing one must fail, not skip
     state = tv.models.vgg19(weights=None).state_dict()
     path = tmp_path / "vgg19.pth"
     torch.save(state, path)

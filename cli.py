@@ -176,7 +176,10 @@ def evaluate_generator_cmd(run_dir, dataset, pairs_csv, inception_weights, proto
               help="K images for EVERY real training image instead of K per identity (Deformable GAN's protocol).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Output folder (default: RUN/synthesized-K, RUN/synthesized-imgK with --per-image).")
-@click.option("--strategy", default=None, help="Target poses: random | diverse (recipe: random).")
+@click.option("--strategy", default=None,
+              help="Target poses: random | diverse (other people's poses) | rotate | views (the source's own pose "
+                   "seen from another viewpoint) (recipe: random).")
+@click.option("--angles", default=None, help="strategy rotate: rotations in degrees, e.g. 45,90,180,270.")
 @click.option("--pose-bank", "pose_bank", default=None,
               help="market | toy | PATH whose training poses are the targets (default: the dataset's own).")
 @click.option("--train-per-id", "train_per_id", type=int, default=None,
@@ -193,7 +196,7 @@ def evaluate_generator_cmd(run_dir, dataset, pairs_csv, inception_weights, proto
 @click.option("--seed", type=int, default=None, help="Seed of the plan (recipe: 0).")
 @click.option("--batch-size", type=int, default=None, help="Images per generator batch (recipe: 64).")
 @click.option("--shard", default=None, help="i/n: this process writes shard i of n (0-based).")
-@click.option("--stage", default=None, help="g1 | g2 (default: the last trained stage).")
+@click.option("--stage", default=None, help="g1 | g2 (PG²), defgan (default: the last trained stage).")
 @click.option("--jpeg-quality", type=int, default=None, help="JPEG quality 1..100 (recipe: 95).")
 @click.option("--workers", type=int, default=None, help="Image encode/write workers (recipe: 2).")
 @click.option("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available).")
@@ -216,6 +219,12 @@ def synthesize_cmd(run_dir, checkpoint, verify_dir, recipe, overrides, filter_mo
         sys.exit(0 if report.ok else 1)
     if run_dir is not None and checkpoint is not None:
         raise SynthesisError("pass one of --run RUN_DIR or --checkpoint FILE, not both")
+    if flags.get("angles") is not None:
+        try:
+            flags["angles"] = [float(a) for a in str(flags["angles"]).split(",") if a.strip()]
+        except ValueError:
+            raise SynthesisError(f"--angles {flags['angles']}: expected degrees separated by commas, "
+                                 f"e.g. 45,90,180,270") from None
     cfg = load_synthesis_config(recipe, overrides, {
         **flags, "generator": run_dir or checkpoint, "out": out_dir, "filter.model": filter_model,
         "filter.rule": filter_rule, "filter.k": filter_k, "filter.threshold": filter_threshold})

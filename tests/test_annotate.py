@@ -248,3 +248,25 @@ def test_round_trip_on_real_images_agrees_with_the_openpose_annotations(market_r
         img, kp = images.load(name)     # checked against the image's own size, then rescaled
         assert img.shape == (3, 128, 64) and (kp[:, 0] < 128).all() and (kp[:, 1] < 64).all()
     assert json.loads((tmp_path / "cache" / "annotations" / "pointers.json").read_text())
+
+
+def test_learned_lift_yaw_follows_the_views_convention():
+    from reid_aug.keypoints.blazepose import world_to_openpose18, world_yaw
+
+    world = np.zeros((33, 4))
+    world[:, 3] = 1.0
+    # frontal: the person's left shoulder/hip (11, 23) on the image's right (+x), same depth
+    world[11, :3], world[12, :3], world[23, :3], world[24, :3] = (.2, -.5, 0), (-.2, -.5, 0), (.1, 0, 0), (-.1, 0, 0)
+    j = world_to_openpose18(world, 0.5)
+    assert world_yaw(j) == pytest.approx(0.0) and j[KP["neck"]].tolist() == pytest.approx([0, -.5, 0])
+
+    def turned(deg):           # rotate the body about the vertical axis: x' = x cos - z sin, z' = x sin + z cos
+        w = world.copy()
+        c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
+        w[:, 0], w[:, 2] = world[:, 0] * c - world[:, 2] * s, world[:, 0] * s + world[:, 2] * c
+        return world_yaw(world_to_openpose18(w, 0.5))
+
+    # +90 in reid_aug.views: facing the image's right, i.e. the left-pointing line now points away (+z)
+    assert turned(90) == pytest.approx(90.0) and abs(turned(180)) == pytest.approx(180.0)
+    world[11, 3] = 0.1
+    assert np.isnan(world_to_openpose18(world, 0.5)[KP["neck"]]).all()

@@ -31,11 +31,11 @@ def test_set_overrides_and_flags_reach_the_config():
     (["poses_per_id=0"], {}, "--set poses_per_id must be a whole number >= 1, got 0"),
     ([], {"shard": "4/4"}, "--shard 4/4: expected i/n with 0 <= i < n"),
     (["shard=x"], {}, "--set shard 'x': expected i/n"),
-    ([], {"strategy": "rotatee"}, "--strategy 'rotatee' is not a strategy; choose one of random, diverse"),
+    ([], {"strategy": "rotatee"}, "--strategy 'rotatee' is not a strategy; choose one of random, diverse, rotate, views"),
     (["strategy=diverse", "n_clusters=2"], {"poses_per_id": 5}, "--set n_clusters = 2 must be >= poses_per_id = 5"),
     (["n_clusters=12"], {}, "--set n_clusters applies only to a strategy with clusters (diverse"),
     ([], {"jpeg_quality": 101}, "--jpeg-quality must be in 1..100, got 101"),
-    ([], {"stage": "g3"}, "--stage 'g3': expected g1 or g2"),
+    ([], {"stage": "g3"}, "--stage 'g3': expected defgan or g1 or g2"),
     ([], {"generator": "no/such/run"}, "--run/--checkpoint no/such/run: no such run folder or checkpoint file"),
     (["cross_dataset=maybe"], {}, "--set cross_dataset must be true or false"),
     # the levers of issue 14

@@ -111,6 +111,32 @@ def require_mediapipe():
     return mp_pose
 
 
+def world_to_openpose18(world: np.ndarray, visibility: float) -> np.ndarray:
+    """(33, 4) world landmarks -> (18, 3) (x, y, z) in metres, NaN for a joint below ``visibility`` (the neck:
+    midpoint of the shoulders, needs both)."""
+    out = np.full((NUM_KEYPOINTS, 3), np.nan)
+    for j, lm in enumerate(BLAZEPOSE_TO_18):
+        if lm >= 0:
+            if world[lm, 3] >= visibility:
+                out[j] = world[lm, :3]
+        elif min(world[NECK_FROM[0], 3], world[NECK_FROM[1], 3]) >= visibility:
+            out[j] = (world[NECK_FROM[0], :3] + world[NECK_FROM[1], :3]) / 2
+    return out
+
+
+def world_yaw(joints: np.ndarray) -> float:
+    """Yaw (degrees) of an (18, 3) world skeleton, in :mod:`reid_aug.views`' convention (0 = facing the camera,
+    +90 = facing the image's right, 180 = the back): the direction of the person's left-pointing shoulder and
+    hip lines in the ground plane, ``atan2(s_z, s_x)``. NaN without both shoulders or both hips."""
+    from reid_aug.keypoints.skeleton import KP
+
+    lines = [joints[KP[f"l_{p}"]] - joints[KP[f"r_{p}"]] for p in ("shoulder", "hip")]
+    s = np.nanmean(np.stack(lines), axis=0) if not np.isnan(np.stack(lines)).all() else np.full(3, np.nan)
+    if np.isnan(s).any():
+        return float("nan")
+    return float(np.degrees(np.arctan2(s[2], s[0])))
+
+
 class BlazePose:
     """One MediaPipe Pose estimator (one per process): ``points(rgb)`` -> (33, 3) crop coordinates or None."""
 
@@ -120,12 +146,21 @@ class BlazePose:
         self._pose = mp_pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=False)
 
     def points(self, rgb: np.ndarray) -> np.ndarray | None:
+        """``rgb`` (H, W, 3) uint8 -> (33, 3) (y, x, visibility) in crop pixels, None without a person."""
+        return self.points_and_world(rgb)[0]
+
+    def points_and_world(self, rgb: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """:meth:`points` and the (33, 4) world landmarks (x right, y down, z away from the camera, metres,
+        hip-centred; visibility): MediaPipe's learned 3D lift, from the image itself."""
         frame, framing = frame_crop(rgb, self.pad, self.side)
         result = self._pose.process(frame)
         if result.pose_landmarks is None:
-            return None
+            return None, None
         lms = np.array([(p.x, p.y, p.z, p.visibility) for p in result.pose_landmarks.landmark], np.float64)
-        return landmarks_to_crop(lms, framing)
+        world = None
+        if result.pose_world_landmarks is not None:
+            world = np.array([(p.x, p.y, p.z, p.visibility) for p in result.pose_world_landmarks.landmark])
+        return landmarks_to_crop(lms, framing), world
 
     def close(self) -> None:
         self._pose.close()

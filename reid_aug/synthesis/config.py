@@ -20,7 +20,7 @@ DEFAULT_RECIPE = "synthesize"
 
 # How the CLI spells each option that has a flag of its own (the rest are --set only).
 FLAGS = {"generator": "--run/--checkpoint", "dataset": "--dataset", "out": "--out", "poses_per_id": "--poses-per-id",
-         "strategy": "--strategy", "seed": "--seed", "batch_size": "--batch-size", "shard": "--shard",
+         "strategy": "--strategy", "angles": "--angles", "seed": "--seed", "batch_size": "--batch-size", "shard": "--shard",
          "stage": "--stage", "jpeg_quality": "--jpeg-quality", "workers": "--workers", "device": "--device",
          "cross_dataset": "--cross-dataset", "per_image": "--per-image", "train_per_id": "--train-per-id",
          "subset_seed": "--subset-seed", "allow_leak": "--allow-leak", "pose_bank": "--pose-bank",
@@ -71,6 +71,7 @@ class SynthesisConfig:
     cross_dataset: bool = False
     poses_per_id: int = 10
     strategy: str = "random"
+    angles: tuple[float, ...] = (45.0, 90.0, 180.0, 270.0)   # strategy rotate: the rotations, in turn (degrees)
     n_clusters: int | None = None
     seed: int = 0
     stage: str | None = None
@@ -169,22 +170,40 @@ def _filter_problems(f: FilterConfig) -> list[tuple[str, str]]:
     return out
 
 
+def _output_stages() -> list[str]:
+    """The stages any registered generator family can generate from (PG²: g1, g2; Deformable GAN: defgan)."""
+    from reid_aug.generator.family import family_names, get_family
+
+    out = []
+    for name in family_names():
+        fam = get_family(name)
+        out += [s for s in fam.output_stages(fam.stage_names) if s not in out]
+    return out
+
+
 def _choice_problems(cfg: SynthesisConfig) -> list[tuple[str, str]]:
     """(field, what is wrong) for strategy, stage, clusters, flags and paths."""
     from reid_aug.synthesis.strategies import STRATEGIES
+    from reid_aug.synthesis.view_strategies import VIEW_STRATEGIES
 
     out = []
     strategy = STRATEGIES.get(cfg.strategy)
-    if strategy is None:
-        out.append(("strategy", f"{cfg.strategy!r} is not a strategy; choose one of {', '.join(STRATEGIES)}"))
+    if strategy is None and cfg.strategy not in VIEW_STRATEGIES:
+        out.append(("strategy", f"{cfg.strategy!r} is not a strategy; choose one of "
+                                f"{', '.join(list(STRATEGIES) + list(VIEW_STRATEGIES))}"))
+    elif strategy is None and cfg.n_clusters is not None:
+        out.append(("n_clusters", f"applies only to a strategy with clusters, not {cfg.strategy!r}"))
     elif cfg.n_clusters is not None and not strategy.uses_clusters:
         out.append(("n_clusters", f"applies only to a strategy with clusters "
                                   f"({', '.join(s for s, e in STRATEGIES.items() if e.uses_clusters)})"))
     k_name = "per_image" if cfg.per_image else "poses_per_id"
     if isinstance(cfg.n_clusters, int) and isinstance(cfg.images_per_unit, int) and cfg.n_clusters < cfg.images_per_unit:
         out.append(("n_clusters", f"= {cfg.n_clusters} must be >= {k_name} = {cfg.images_per_unit}"))
-    if cfg.stage not in (None, "g1", "g2"):
-        out.append(("stage", f"{cfg.stage!r}: expected g1 or g2"))
+    stages = _output_stages()
+    if cfg.stage is not None and cfg.stage not in stages:
+        out.append(("stage", f"{cfg.stage!r}: expected {' or '.join(stages)}"))
+    if not cfg.angles or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in cfg.angles):
+        out.append(("angles", f"{cfg.angles!r}: expected a list of rotations in degrees, e.g. [45, 90, 180, 270]"))
     for name in ("cross_dataset", "allow_leak"):
         if not isinstance(getattr(cfg, name), bool):
             out.append((name, f"must be true or false, got {getattr(cfg, name)!r}"))

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = ("file", "pid", "camid", "k", "source", "target_pose", "target_pid", "cluster", "strategy",
                     "seed", "stage", "generator_sha256", "sha256", "bytes")
+# Added by the view strategies (rotate, views): the rotation of the source's own pose and the source's view.
+VIEW_COLUMNS = ("angle", "source_view")
 # Keys of the descriptor's ``run`` that follow from the others (a difference there is named by its cause).
 _DERIVED_KEYS = ("plan_sha256", "n_images", "n_identities", "n_clusters")
 
@@ -131,7 +133,10 @@ def manifest_frame(rows: pd.DataFrame, meta: dict, hashes: list[tuple[str, int]]
         df[key] = meta[key]
     df["sha256"] = [h for h, _ in hashes]
     df["bytes"] = [int(b) for _, b in hashes]
-    return df[list(MANIFEST_COLUMNS)].reset_index(drop=True)
+    views = [c for c in VIEW_COLUMNS if c in rows.columns]     # strategies rotate / views
+    for c in views:
+        df[c] = rows[c].to_numpy()
+    return df[list(MANIFEST_COLUMNS) + views].reset_index(drop=True)
 
 
 def write_manifest(df: pd.DataFrame, path: Path) -> None:

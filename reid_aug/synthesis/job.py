@@ -119,6 +119,8 @@ def make_descriptor(inputs: Inputs, plan: SynthesisPlan, stage: str, block_ident
     info = {"generator": str(getattr(gen, "path", cfg.generator)), "dataset": cfg.dataset,
             "dataset_root": str(inputs.root), "skipped_identities": [int(p) for p in plan.skipped],
             "partial_pose_identities": [int(p) for p in plan.partial_pose_identities], **inputs.info}
+    if cfg.strategy == "rotate":
+        run["angles"] = [float(a) for a in cfg.angles]
     run.update((extra or {}).get("run", {}))
     info.update((extra or {}).get("info", {}))
     return SynthesisDescriptor(run=run, layout={"block_identities": int(block_identities)}, info=info)
@@ -179,11 +181,10 @@ def _plan(inputs: Inputs, index) -> tuple[SynthesisPlan, bool, dict]:
     keep = kept_train(index, *cfg.subset)["name"].tolist() if cfg.subset else None
     # A generator that never reads the source pose can start from any image once the target poses
     # come from elsewhere (another dataset's bank) or every image must be used (K per image).
-    every_image = not getattr(inputs.gen, "needs_source_pose", False) and (inputs.bank is not None
-                                                                          or bool(cfg.per_image))
+    every_image = not inputs.gen.family.conditions and (inputs.bank is not None or bool(cfg.per_image))
     plan = build_plan(index, cfg.poses_per_id, cfg.strategy, cfg.seed, cfg.n_clusters, cfg.max_identities,
                       inputs.bank, per_image=cfg.per_image, keep=keep, every_image=every_image,
-                      image_size=tuple(int(v) for v in inputs.gen.image_size))
+                      image_size=tuple(int(v) for v in inputs.gen.image_size), angles=cfg.angles)
     return plan, every_image, regime
 
 

@@ -166,10 +166,16 @@ def _units(src: _Sources, pids: list, per_image: int | None, poses_per_id: int, 
 
 def build_plan(index, poses_per_id: int, strategy: str = "random", seed: int = 0, n_clusters: int | None = None,
                max_identities: int | None = None, bank: PoseBank | None = None, *, per_image: int | None = None,
-               keep=None, every_image: bool = False, image_size=None) -> SynthesisPlan:
+               keep=None, every_image: bool = False, image_size=None, angles=None) -> SynthesisPlan:
     """The full plan of a run (all shards); the options are described in the module docstring. ``bank``:
     the target poses (default: ``index``'s train split). Raises ``DatasetError`` for a dataset without
-    valid poses or usable sources."""
+    valid poses or usable sources. The view strategies (``rotate``, ``views``) turn the sources' own poses
+    instead (:mod:`reid_aug.synthesis.view_strategies`; ``angles`` for ``rotate``)."""
+    from reid_aug.synthesis.view_strategies import VIEW_STRATEGIES
+
+    if strategy in VIEW_STRATEGIES:
+        return _build_view_plan(index, poses_per_id, strategy, seed, max_identities, per_image=per_image, keep=keep,
+                                image_size=image_size, angles=angles)
     bank = bank if bank is not None else PoseBank.from_index(index)   # raises when no train pose has a torso
     exclude_own = bank.same_dataset(index.root)
     src = source_images(index, keep, every_image)
@@ -202,6 +208,57 @@ def build_plan(index, poses_per_id: int, strategy: str = "random", seed: int = 0
                          n_sources=int(table["source"].nunique()), exclude_own=exclude_own,
                          source_kps=dict(zip(table["source"].unique(),
                                              index.keypoints_for(table["source"].unique().tolist()))))
+
+
+def _liftable(index, src: _Sources) -> _Sources:
+    """``src`` with only the sources whose pose can be lifted (torso complete); identities left without one
+    are skipped (the view strategies turn the source's own pose)."""
+    from reid_aug.synthesis.view_strategies import liftable_sources
+
+    names = [n for ns in src.by_pid.values() for n in ns]
+    yaw, _ = liftable_sources(names, index.keypoints_for(names))
+    by_pid = {p: [n for n in ns if n in yaw] for p, ns in src.by_pid.items()}
+    dropped = [p for p, ns in by_pid.items() if not ns]
+    if dropped:
+        log.warning("%d identities have no source image whose pose can be lifted (both shoulders and hips) and "
+                    "are skipped by the view strategies: %s", len(dropped), _first(dropped))
+    by_pid = {p: ns for p, ns in by_pid.items() if ns}
+    return _Sources(src.train, by_pid, [p for p in src.partial if p in by_pid], sorted(src.skipped + dropped),
+                    [p for p in src.pids if p in by_pid])
+
+
+def _build_view_plan(index, poses_per_id: int, strategy: str, seed: int, max_identities, *, per_image, keep,
+                     image_size, angles) -> SynthesisPlan:
+    """:func:`build_plan` for the view strategies: targets are the sources' own poses, rotated."""
+    from reid_aug.synthesis.view_strategies import (DEFAULT_ANGLES, VIEW_STRATEGIES, liftable_sources,
+                                                    rotated_targets)
+    from reid_aug.views.viewpoint import view_labels
+
+    src = _liftable(index, source_images(index, keep))
+    pids = src.pids[: int(max_identities)] if max_identities is not None else src.pids
+    if not pids:
+        raise DatasetError(f"no training identity of {index.root} has a source image whose pose can be lifted")
+    units = _units(src, pids, per_image, poses_per_id, seed)
+    names = sorted({n for _, _, items in units for n, _ in items})
+    yaw, _ = liftable_sources(names, index.keypoints_for(names))
+    choice = VIEW_STRATEGIES[strategy].choose(units, yaw, int(seed), tuple(angles or DEFAULT_ANGLES))
+    camid_of = dict(zip(src.train["name"], src.train["camid"]))
+    rows = []
+    for unit, _, items in units:
+        for (_, k), (name, angle) in zip(items, choice[unit]):
+            rows.append((synthesized_name(unit[0], int(camid_of[name]), k, name), unit[0], int(camid_of[name]), k,
+                         name, f"{name}@{angle:+g}", unit[0], -1, float(angle), str(view_labels([yaw[name]])[0])))
+    table = pd.DataFrame(rows, columns=list(PLAN_COLUMNS) + ["angle", "source_view"])
+    paths = dict(zip(src.train["name"], src.train["path"]))
+    used = table["source"].unique().tolist()
+    sizes = dict(zip(used, image_sizes([paths[n] for n in used])))
+    target = rotated_targets(index.keypoints_for(table["source"].tolist()), table["angle"].to_numpy(),
+                             [sizes[n] for n in table["source"]], image_size)
+    return SynthesisPlan(table=table, target_kps=target, source_paths={n: paths[n] for n in used},
+                         skipped=src.skipped, n_clusters=0, sha256=plan_sha256(table),
+                         dataset_fingerprint=dataset_fingerprint(index), identities=pids,
+                         partial_pose_identities=sorted(set(src.partial) & set(pids)), n_sources=len(used),
+                         exclude_own=False, source_kps=dict(zip(used, index.keypoints_for(used))))
 
 
 def image_sizes(paths) -> list[tuple[int, int]]:
@@ -238,7 +295,8 @@ def target_keypoints(bank: PoseBank, rows: np.ndarray, image_size=None) -> np.nd
 
 def uses_clusters(strategy: str) -> bool:
     """The strategy reads ``n_clusters`` (so the descriptor records it)."""
-    return STRATEGIES[strategy].uses_clusters
+    entry = STRATEGIES.get(strategy)
+    return entry is not None and entry.uses_clusters
 
 
 def default_block_identities(batch_size: int, poses_per_id: int, n_identities: int) -> int:

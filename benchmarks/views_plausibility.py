@@ -122,16 +122,24 @@ def draw_skeleton(image: np.ndarray, kps: np.ndarray, zoom: int) -> np.ndarray:
     return np.asarray(im)
 
 
-def figure(index, bank, path: Path, seed: int, zoom: int = 2) -> list[str]:
-    from PIL import Image
-
-    from reid_aug.utils.images import image_grid, save_png
-    from reid_aug.views import estimate_views, rotate_poses
+def pick_people(bank, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """8 bank rows (3 front, 2 side, 3 back views, drawn with ``seed``) and every bank pose's view."""
+    from reid_aug.views import estimate_views
 
     _, views = estimate_views(bank.keypoints)
     rng = np.random.default_rng(seed)
     picks = np.concatenate([rng.choice(np.flatnonzero(views == v), n, replace=False)
                             for v, n in (("front", 3), ("side", 2), ("back", 3))])
+    return picks, views
+
+
+def figure(index, bank, path: Path, seed: int, zoom: int = 2) -> list[str]:
+    from PIL import Image
+
+    from reid_aug.utils.images import image_grid, save_png
+    from reid_aug.views import rotate_poses
+
+    picks, views = pick_people(bank, seed)
     rot = rotate_poses(bank.keypoints[picks], ANGLES)
     columns = [[] for _ in range(len(ANGLES) + 1)]
     for r, i in enumerate(picks):

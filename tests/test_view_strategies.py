@@ -68,6 +68,13 @@ def test_synthesis_records_the_angle_and_resumes(tiny_toy, tmp_path):
     m = read_manifest(tmp_path / "syn" / "manifest.csv")
     assert {"angle", "source_view"} <= set(m.columns) and (m["strategy"] == "views").all()
     assert all(t == f"{s}@{a:+g}" for s, t, a in zip(m["source"], m["target_pose"], m["angle"]))
+    from reid_aug.synthesis.folder import read_descriptor
+
+    shares = read_descriptor(tmp_path / "syn").info["identities_by_number_of_views"]
+    before, after = ({int(k): v for k, v in shares[w].items()} for w in ("before", "after"))
+    assert sum(before.values()) == pytest.approx(1) and sum(after.values()) == pytest.approx(1)
+    # adding images never removes a view: the share with all three views can only grow
+    assert after[3] >= before[3] and sum(n * v for n, v in after.items()) >= sum(n * v for n, v in before.items())
 
 
 def test_bad_view_options_are_one_line_errors(tiny_toy, tmp_path):

@@ -142,6 +142,10 @@ def _options_record(inputs: Inputs, index, plan: SynthesisPlan, every_image: boo
         run["every_image"] = True
     info = {**regime, "n_sources": plan.n_sources, "source_size": _source_size(inputs, plan),
             "pose_bank_root": str(inputs.bank_root or inputs.root), "exclude_own_poses": plan.exclude_own}
+    if "angle" in plan.table.columns:       # the view strategies: identities per number of views, before/after
+        from reid_aug.synthesis.view_strategies import view_shares_before_after
+
+        info["identities_by_number_of_views"] = view_shares_before_after(index, plan)
     if cfg.subset:
         info["target_poses"] = (f"the pose bank of {dataset_label(cfg.pose_bank)}" if inputs.bank is not None else
                                 "the dataset's own train split: every image with a full torso, also those the "

@@ -103,3 +103,21 @@ def rotated_targets(source_kps: np.ndarray, angles: np.ndarray, own_sizes, image
             rot = rotate_poses(source_kps[i:i + 1], [angles[i]], tuple(int(v) for v in size)).keypoints[0, 0]
             out[i] = scale_keypoints(rot, tuple(int(v) for v in size), tuple(image_size)) if image_size else rot
     return out
+
+
+def view_shares_before_after(index, plan) -> dict:
+    """``{"before": {n: share}, "after": {n: share}}``: the share of the plan's identities with n of the 3 views
+    (front / side / back) among their real training images, and with the synthesized targets added (a target's
+    view is its source's yaw plus the rotation)."""
+    import pandas as pd
+
+    from reid_aug.views.viewpoint import view_count_shares, view_table
+
+    real = view_table(index)
+    real = real[real["pid"].isin(plan.identities)]
+    t = plan.table
+    yaw = dict(zip(real["name"], real["yaw"]))
+    synth = pd.DataFrame({"pid": t["pid"].to_numpy(),
+                          "view": view_labels([yaw[s] + a for s, a in zip(t["source"], t["angle"])])})
+    both = pd.concat([real[["pid", "view"]], synth], ignore_index=True)
+    return {"before": view_count_shares(real), "after": view_count_shares(both)}

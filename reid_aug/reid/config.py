@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from reid_aug.config import ConfigError
 
+MIXES = ("pool", "batch")
 LABEL_MODES = ("same-id", "lsro")
 TRANSFORMS = ("random_flip", "random_crop", "random_patch", "color_jitter", "random_erase")
 DIST_METRICS = ("euclidean", "cosine")
@@ -50,6 +51,15 @@ class TrainConfig:
     lr_decay_at: tuple[float, ...] = ()
     label_smooth: bool = True           # torchreid CrossEntropyLoss label smoothing (eps = 0.1)
     labels: str = "same-id"             # synthesized images: "same-id" (their source pid) | "lsro" (uniform)
+    # How synthesized images enter training. "pool": they join the real images in one shuffled training list
+    # (the real images are seen less often per step). "batch" (CamStyle's protocol): every batch is the
+    # baseline's batch of real images (same sampler, epochs and schedule) plus round(synthetic_ratio * batch_size)
+    # synthesized ones drawn from their own stream; the loss is mean(real) + synthetic_weight * mean(synthesized).
+    mix: str = "pool"
+    synthetic_ratio: float = 0.36       # batch: synthesized per real image in a batch (CamStyle: 46 / 128)
+    synthetic_weight: float = 1.0       # loss weight of the synthesized images (pool: in a weighted mean)
+    synthetic_label_smooth: float = -1.0  # same-id smoothing eps of synthesized images; < 0: as the real ones
+                                        # (0.1 with label_smooth, else 0); CamStyle: 0.1
     max_iters_per_epoch: int = 0        # > 0: cut every epoch after this many iterations (CPU sizing)
     # "epochs": both variants train `epochs` epochs (the papers' recipes; the augmented model, with more
     # images, takes more optimizer steps). "iterations": the baseline takes exactly as many steps as the
@@ -97,6 +107,11 @@ def validate(cfg: BenchmarkConfig) -> None:
         raise ConfigError(f"train.max_iters_per_epoch={t.max_iters_per_epoch}; expected >= 0 (0 = whole epochs)")
     if t.labels not in LABEL_MODES:
         raise ConfigError(f"train.labels={t.labels!r}; expected one of {LABEL_MODES}")
+    if t.mix not in MIXES:
+        raise ConfigError(f"train.mix={t.mix!r}; expected one of {MIXES}")
+    if not 0 < t.synthetic_ratio <= 8 or t.synthetic_weight < 0 or t.synthetic_label_smooth >= 1:
+        raise ConfigError("train.synthetic_ratio must be in (0, 8], train.synthetic_weight >= 0 and "
+                          "train.synthetic_label_smooth < 1 (< 0: as the real images)")
     bad = [x for x in d.transforms if x not in TRANSFORMS]
     if bad:
         raise ConfigError(f"data.transforms has unknown {bad}; known: {TRANSFORMS}")

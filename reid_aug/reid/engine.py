@@ -32,13 +32,19 @@ def make_engine_class():
         or ``lsro`` (uniform target for samples whose ``dsetid`` is the synthesized one)."""
 
         def __init__(self, datamanager, model, optimizer, scheduler, use_gpu=False, label_smooth=True,
-                     labels="same-id"):
+                     labels="same-id", mixing=None, synthetic=None):
             super().__init__(datamanager, model, optimizer, scheduler=scheduler, use_gpu=use_gpu,
                              label_smooth=label_smooth)
             self.labels = labels
             self.lsro = LSROLoss(datamanager.num_train_pids, label_smooth=label_smooth, use_gpu=self.use_gpu)
+            self.mixing = mixing            # (mix, eps_real, eps_synth, weight) or None: torchreid's criterion
+            self.synthetic = synthetic      # reid_aug.reid.mixing.SyntheticStream for train.mix = batch
 
         def forward_backward(self, data):
+            from reid_aug.reid.mixing import join_batches, mixed_cross_entropy
+
+            if self.synthetic is not None:
+                data = join_batches(data, next(self.synthetic))
             imgs, pids = self.parse_data_for_train(data)
             synthesized = torch.as_tensor(data["dsetid"]) == SYNTHESIZED_DSETID
             if self.use_gpu:
@@ -46,6 +52,9 @@ def make_engine_class():
             outputs = self.model(imgs)
             if self.labels == "lsro":
                 loss = self.lsro(outputs, pids, synthesized)
+            elif self.mixing is not None:
+                mix, eps_real, eps_synth, weight = self.mixing
+                loss = mixed_cross_entropy(outputs, pids, synthesized, eps_real, eps_synth, weight, mix)
             else:
                 loss = self.compute_loss(self.criterion, outputs, pids)
             self.optimizer.zero_grad(set_to_none=True)

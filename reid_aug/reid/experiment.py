@@ -77,6 +77,7 @@ class Experiment:
     setup: dict                   # what makes two runs comparable (results.json "setup"; seeds are not part of it)
     weights: Path | None          # ImageNet weights (cfg.model.pretrained)
     device: torch.device
+    synthetic_items: list = dataclasses.field(default_factory=list)   # train.mix = batch: the synthesized images
 
     @property
     def variants(self) -> list[str]:
@@ -98,7 +99,7 @@ def prepare_experiment(cfg: BenchmarkConfig, dataset: str, augmented_dir: Path |
                        ) -> Experiment:
     """Read the dataset and the synthesized set, build each variant's lists and training plan."""
     from reid_aug.dataset.market import load_dataset
-    from reid_aug.reid.data import build_splits, read_augmented
+    from reid_aug.reid.data import SYNTHESIZED_DSETID, build_splits, read_augmented
     from reid_aug.utils.io import sha256_file
 
     device = resolve_device(cfg.runtime.device)
@@ -110,6 +111,11 @@ def prepare_experiment(cfg: BenchmarkConfig, dataset: str, augmented_dir: Path |
         tables["augmented"] = read_augmented(augmented_dir)
     splits = {v: build_splits(index, table, d.train_per_id, d.subsample_seed, d.test_ids)
               for v, table in tables.items()}
+    synthetic_items = []
+    if "augmented" in splits and cfg.train.mix == "batch":    # the baseline's list; the synthesized come on top
+        aug = splits["augmented"]
+        synthetic_items = [it for it in aug.train if it[3] == SYNTHESIZED_DSETID]
+        splits["augmented"] = dataclasses.replace(aug, train=[it for it in aug.train if it[3] != SYNTHESIZED_DSETID])
     plan = training_plan(cfg, {v: len(s.train) for v, s in splits.items()})
     for v, p in plan.items():
         log.info("%s", describe_plan(v, p))
@@ -118,7 +124,7 @@ def prepare_experiment(cfg: BenchmarkConfig, dataset: str, augmented_dir: Path |
              "augmented_manifest_sha256": sha256_file(manifest) if manifest is not None and manifest.is_file()
              else None, "weights": str(weights) if weights else None, "config": to_dict(cfg)}
     return Experiment(cfg=cfg, folder=BenchmarkDir(out_dir), splits=splits, plan=plan, setup=setup, weights=weights,
-                      device=device)
+                      device=device, synthetic_items=synthetic_items)
 
 
 # --------------------------------------------------------------------------- one (variant, seed) run
@@ -151,7 +157,7 @@ def train_and_evaluate(exp: Experiment, variant: str, seed: int) -> dict:
     model, init = init_model(exp, dm.num_train_pids)
     optimizer, scheduler = build_optimizer(model, t)
     engine = make_engine_class()(dm, model, optimizer, scheduler, use_gpu=use_gpu, label_smooth=t.label_smooth,
-                                 labels=t.labels)
+                                 labels=t.labels, mixing=_mixing(t), synthetic=_synthetic_stream(exp, variant, seed))
     ckpt = exp.folder.resume_checkpoint(tag)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     train = train_epochs(engine, plan["epochs"], ckpt, desc=tag, max_iters_per_epoch=t.max_iters_per_epoch,
@@ -174,6 +180,33 @@ def train_and_evaluate(exp: Experiment, variant: str, seed: int) -> dict:
     log.info("%s: rank-1 %.4f  mAP %.4f  (train %.0fs, eval %.0fs)", tag, rec.get("rank1", float("nan")),
              rec["mAP"], rec["train_s"], rec["eval_s"])
     return rec
+
+
+def _mixing(t) -> tuple | None:
+    """``(mix, eps_real, eps_synthesized, weight)`` for :func:`reid_aug.reid.mixing.mixed_cross_entropy`, or None
+    where torchreid's own criterion is the same loss (pool mixing, weight 1, equal smoothing: the 0.2 runs)."""
+    eps_real = 0.1 if t.label_smooth else 0.0           # torchreid CrossEntropyLoss's eps
+    eps_synth = t.synthetic_label_smooth if t.synthetic_label_smooth >= 0 else eps_real
+    if t.mix == "pool" and t.synthetic_weight == 1.0 and eps_synth == eps_real:
+        return None
+    return (t.mix, eps_real, eps_synth, float(t.synthetic_weight))
+
+
+def _synthetic_stream(exp: Experiment, variant: str, seed: int):
+    """train.mix = batch: the stream of synthesized images appended to each of the augmented run's batches."""
+    if variant != "augmented" or not exp.synthetic_items:
+        return None
+    from reid_aug.reid.data import import_torchreid, quiet_stdout
+    from reid_aug.reid.mixing import SyntheticStream
+
+    d, t = exp.cfg.data, exp.cfg.train
+    with quiet_stdout():
+        transform, _ = import_torchreid().data.transforms.build_transforms(d.height, d.width,
+                                                                            transforms=list(d.transforms))
+    n = max(1, round(t.synthetic_ratio * t.batch_size))
+    log.info("augmented: every batch = %d real (the baseline's) + %d synthesized images of %d", t.batch_size, n,
+             len(exp.synthetic_items))
+    return SyntheticStream(exp.synthetic_items, n, transform, seed, workers=d.workers)
 
 
 # --------------------------------------------------------------------------- the benchmark
@@ -257,7 +290,10 @@ def _run(exp: Experiment, seeds: list[int], gen_eval: Path | None, baseline_from
 
 def _report_info(exp: Experiment) -> dict:
     d, base, aug = exp.cfg.data, exp.splits["baseline"], exp.splits.get("augmented")
+    t = exp.cfg.train
     return {"plan": exp.plan, "train_per_id": d.train_per_id, "subsample_seed": d.subsample_seed,
+            "mix": t.mix, "synthetic_ratio": t.synthetic_ratio if t.mix == "batch" else None,
+            "synthetic_weight": t.synthetic_weight, "synthetic_label_smooth": t.synthetic_label_smooth,
             "n_real": base.n_real, "n_synthesized": aug.n_synthesized if aug is not None else 0,
             "num_train_pids": base.num_train_pids, "n_query": base.info["n_query"],
             "n_gallery": base.info["n_gallery"]}

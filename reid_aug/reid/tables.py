@@ -316,6 +316,18 @@ def write_report(out_dir: str | Path, results: dict, seeds: Sequence[int], gener
     return folder.report_md
 
 
+def mix_phrase(train: dict) -> str:
+    """How the synthesized images were mixed in (``train.mix`` and its weights), in words."""
+    weight, eps = train.get("synthetic_weight", 1.0), train.get("synthetic_label_smooth", -1.0)
+    extra = "".join([f", loss weight {weight:g}" if weight != 1.0 else "",
+                     f", label smoothing {eps:g}" if eps is not None and eps >= 0 else ""])
+    if train.get("mix", "pool") == "batch":
+        n = max(1, round(train.get("synthetic_ratio", 0.36) * train.get("batch_size", 0)))
+        return (f"mixed per batch (`train.mix: batch`: the baseline's {train.get('batch_size')} real images + {n} "
+                f"synthesized in every batch, loss mean(real) + w mean(synthesized){extra})")
+    return f"pooled with the real images (`train.mix: pool`{extra})"
+
+
 def setup_lines(setup: dict, info: dict) -> list[str]:
     """Two sentences: the model and its training, then the train and test data (a ``data.test_ids``
     smoke setting is said in bold)."""
@@ -325,7 +337,7 @@ def setup_lines(setup: dict, info: dict) -> list[str]:
     subsample = (f"at most {per_id} real image(s) per identity (subsample seed {info.get('subsample_seed', 0)})"
                  if per_id else "all real train images")
     synthesized = (f" + {info.get('n_synthesized')} synthesized images from `{setup.get('augmented_dir')}` under "
-                   "their source pid" if setup.get("augmented_dir") else
+                   f"their source pid, {mix_phrase(train)}" if setup.get("augmented_dir") else
                    "; no synthesized set given (augmented row empty)")
     test = (f"(**smoke setting**: only the first {data.get('test_ids')} test identities, no distractors; not "
             "comparable with the full protocol)." if data.get("test_ids") else

@@ -15,15 +15,21 @@ TABLE1 = (("g1_l1", "G1-L1"), ("g1_posemask", "G1-poseMaskLoss"), ("g1_d", "G1+D
 LEVERS = (("g1_posemask", "G1 (Table 1's G1-poseMaskLoss)"),
           ("g1_g2_d", "+ G2, pair D, lambda 10: PG² as published (Table 1's G1+G2+D)"),
           ("stage2_d_lr_low", "+ G2, D learning rate / 10 (5e-6)"),
-          ("stage2_d_every4", "+ G2, one D update per 4 G2 updates"),
           ("stage2_d_spectral", "+ G2, spectral-norm D (no BatchNorm)"),
+          ("stage2_d_every4", "+ G2, one D update per 4 G2 updates"),
           ("stage2_lambda_ramp", "+ G2, lambda 100 -> 10 over the first half"))
 
 
 def main(src: Path) -> None:
     out = ROOT / "benchmarks" / "results" / "table1_cpu"
     t1, _ = collect(src, out, TABLE1, with_samples=True)
-    lv, _ = collect(src, out, LEVERS, with_samples=True)
+    ran = [(n, label) for n, label in LEVERS if (src / n / "run.json").is_file()]
+    lv, _ = collect(src, out, ran, with_samples=True)
+    not_run = [label.split(", ", 1)[1] for n, label in LEVERS if (n, label) not in ran]
+    if not_run:
+        lv.append("")
+        lv.append(f"Built but not measured (CPU time of the session): {'; '.join(not_run)} "
+                  "(`benchmarks/stage2_levers_cpu.sh` runs them: `LEVERS=\"d_every4 lambda_ramp\"`).")
     text = "\n".join([
         "# PG²'s Table 1 at CPU scale, and what makes stage II help", "",
         f"Commands: `OUT={src} bash benchmarks/table1_cpu.sh` (rows in two parallel lists), "

@@ -50,7 +50,7 @@ def main() -> None:
               "confusion_analytic_rows_mediapipe_columns": confusion, "seconds": round(time.time() - t0, 1),
               "protocol": "Market-1501 train+test images with both shoulders and hips annotated, sampled with "
                           "random_state 0; analytic yaw from the provided annotations; MediaPipe full model, "
-                          f"annotate's framing (pad 0.5, 256 px), visibility >= {args.visibility}"}
+                          f"annotate's framing (pad 0.75, 384 px), visibility >= {args.visibility}"}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "learned_lift_agreement.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))

@@ -42,9 +42,9 @@ FILE_SPLITS = {"train": ("train",), "test": ("gallery", "query")}
 class AnnotateConfig:
     """``recipes/annotate.yaml``; the values were chosen on Market-1501 train images (benchmarks/results/annotate/)."""
 
-    visibility: float = 0.5   # a joint below this BlazePose visibility becomes -1
-    pad: float = 0.5          # the crop sits on a square canvas pad x its longer side larger on each side
-    frame: int = 256          # ... resized to frame x frame pixels for the estimator
+    visibility: float = 0.3   # a joint below this BlazePose visibility becomes -1
+    pad: float = 0.75         # the crop sits on a square canvas pad x its longer side larger on each side
+    frame: int = 384          # ... resized to frame x frame pixels for the estimator
     workers: int = 0          # estimator processes; 0 = one per CPU core
     chunk: int = 16           # images per task sent to a worker
 

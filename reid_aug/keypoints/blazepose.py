@@ -140,7 +140,7 @@ def world_yaw(joints: np.ndarray) -> float:
 class BlazePose:
     """One MediaPipe Pose estimator (one per process): ``points(rgb)`` -> (33, 3) crop coordinates or None."""
 
-    def __init__(self, pad: float = 0.5, side: int = 256):
+    def __init__(self, pad: float = 0.75, side: int = 384):
         mp_pose = require_mediapipe()
         self.pad, self.side = pad, side
         self._pose = mp_pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=False)

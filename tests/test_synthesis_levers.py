@@ -494,3 +494,30 @@ def test_filter_scores_known_answer():
     np.testing.assert_allclose(cos, [2 / np.sqrt(5), 1 / np.sqrt(5), 1 / np.sqrt(2)])
     with pytest.raises(SynthesisError, match="identity 7"):
         identity_scores(gen, [5, 7, 9], real, real_pids)
+
+
+def test_a_generator_trained_on_the_kept_subset_is_accepted_by_that_regime_only(tmp_path, tiny_toy, index):
+    """train-generator --set data.train_per_id=N trains on pairs among the kept images and records the subset."""
+    from reid_aug.dataset.regime import kept_train
+    from reid_aug.errors import SynthesisError
+    from reid_aug.generator.checkpoint import load_checkpoint
+    from reid_aug.generator.train import resolve_training, train_generator
+    from reid_aug.pairs.pairs import train_pair_pool
+
+    from test_generator_train import TINY
+
+    cfg, out = resolve_training(str(tiny_toy), "pg2_toy", TINY + ["train.stages=[g1]", "train.g1_iters=1",
+                                                                  "data.train_per_id=2", "data.subset_seed=0"],
+                                tmp_path / "gen")
+    run = train_generator(cfg, str(tiny_toy), out)
+    info = load_checkpoint(run)["dataset"]
+    kept = set(kept_train(index, 2, 0)["name"])
+    pool = train_pair_pool(index)
+    pool = pool[pool["name"].isin(kept)]
+    expect = sum(n * (n - 1) for n in pool.groupby("pid").size())        # ordered pairs among the kept images
+    assert info["train_per_id"] == 2 and info["subset_seed"] == 0 and info["n_pairs"] == expect > 0
+    kw = dict(poses_per_id=2, strategy="random", max_identities=2)
+    _run(run, tmp_path / "ok", tiny_toy, train_per_id=2, subset_seed=0, **kw)
+    assert _desc(tmp_path / "ok")["info"]["generator_regime"] == "kept-subset"
+    with pytest.raises(SynthesisError, match="--allow-leak"):
+        _run(run, tmp_path / "other", tiny_toy, train_per_id=2, subset_seed=1, **kw)

@@ -74,6 +74,15 @@ class PoseConfig:
 
 
 @dataclass(frozen=True)
+class DataConfig:
+    # The low-data regime (reid_aug.dataset.regime): > 0 trains only on pairs among the N images per identity
+    # that kept_train(N, subset_seed) keeps -- the same images `synthesize --train-per-id N` and `benchmark
+    # --set data.train_per_id=N` keep, so a generator for that regime never sees the images it drops.
+    train_per_id: int = 0
+    subset_seed: int = 0
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     stages: tuple[str, ...] = ("g1", "g2")
     g1_iters: int = 22000
@@ -122,6 +131,7 @@ class PG2Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     pose: PoseConfig = field(default_factory=PoseConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
@@ -166,6 +176,8 @@ def validate(cfg: PG2Config) -> None:
         raise ConfigError(f"train.d_every={t.d_every}: must be >= 1")
     if lo.d_variant not in D_VARIANTS:
         raise ConfigError(f"loss.d_variant={lo.d_variant!r}: expected one of {D_VARIANTS}")
+    if cfg.data.train_per_id < 0 or cfg.data.subset_seed < 0:
+        raise ConfigError("data.train_per_id and data.subset_seed must be >= 0 (train_per_id 0: every image)")
     if not t.stages:
         raise ConfigError("train.stages is empty; use e.g. [g1, g2]")
     for i, s in enumerate(t.stages):
@@ -185,7 +197,7 @@ def validate(cfg: PG2Config) -> None:
 
 
 # Fields that decide what is being trained: a --resume must not change them.
-IDENTITY_FIELDS = ("family", "model", "loss", "pose", "train.stages", "train.batch_size", "train.lr", "train.g2_lr", "train.d_lr",
+IDENTITY_FIELDS = ("family", "model", "loss", "pose", "data", "train.stages", "train.batch_size", "train.lr", "train.g2_lr", "train.d_lr",
                    "train.d_every", "train.betas", "train.flip", "train.seed")
 
 

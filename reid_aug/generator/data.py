@@ -132,8 +132,11 @@ class TrainingData:
 
 
 def load_training_data(dataset: str, image_size, pose_mode: str, n_samples: int, seed: int,
-                       mask_style: str = "defgan") -> TrainingData:
-    """Index ``dataset`` (market | toy | PATH) and set up its training pairs and sample pairs."""
+                       mask_style: str = "defgan", train_per_id: int = 0, subset_seed: int = 0) -> TrainingData:
+    """Index ``dataset`` (market | toy | PATH) and set up its training pairs and sample pairs.
+
+    ``train_per_id`` > 0: only pairs among the images :func:`reid_aug.dataset.regime.kept_train` keeps (the
+    low-data regime); the subset is recorded in ``info`` (and so in the checkpoint and run.json)."""
     from reid_aug.dataset.market import load_dataset, resolve_dataset_root
     from reid_aug.pairs.pairs import pairs_sha256, test_pairs, train_pairs
     from reid_aug.pairs.torch_dataset import PosePairDataset
@@ -141,10 +144,23 @@ def load_training_data(dataset: str, image_size, pose_mode: str, n_samples: int,
     root = resolve_dataset_root(dataset)
     index = load_dataset(root)
     pairs = train_pairs(index)
+    subset = {}
+    if train_per_id > 0:
+        from reid_aug.dataset.regime import kept_train, subset_record
+
+        kept = set(kept_train(index, train_per_id, subset_seed)["name"])
+        before = len(pairs)
+        pairs = pairs[pairs["from"].isin(kept) & pairs["to"].isin(kept)].reset_index(drop=True)
+        rec = subset_record(index, train_per_id, subset_seed)
+        subset = {"train_per_id": int(train_per_id), "subset_seed": int(subset_seed),
+                  "kept_sha256": rec["kept_sha256"], "n_kept": rec["n_kept"]}
+        log.info("low-data regime: %d image(s) per identity (subset seed %d) -> %d of %d training pairs",
+                 train_per_id, subset_seed, len(pairs), before)
     if len(pairs) == 0:
         raise DatasetError(f"no training pairs in {index.image_root}: the generator trains on two images of one "
                            f"identity whose shoulders and hips are annotated (annotations/*annotation-train.csv)")
-    info = {"spec": str(dataset), "root": str(root), "n_pairs": int(len(pairs)), "pairs_sha256": pairs_sha256(pairs)}
+    info = {"spec": str(dataset), "root": str(root), "n_pairs": int(len(pairs)), "pairs_sha256": pairs_sha256(pairs),
+            **subset}
     size = tuple(image_size)
     train_set = PosePairDataset(index, pairs, flip=False, pose_mode=pose_mode, size=size, mask_style=mask_style)
     try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from reid_aug.config import ConfigError
-from reid_aug.generator.config import RuntimeConfig
+from reid_aug.generator.config import DataConfig, RuntimeConfig
 from reid_aug.generator.defgan.generator import WARP_SKIPS
 
 STAGE = "defgan"                  # one adversarial stage: G and D from the start
@@ -68,6 +68,7 @@ class DefGANConfig:
     family: str = "defgan"
     model: DefGANModelConfig = field(default_factory=DefGANModelConfig)
     loss: DefGANLossConfig = field(default_factory=DefGANLossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     train: DefGANTrainConfig = field(default_factory=DefGANTrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
@@ -99,6 +100,7 @@ def validate(cfg: DefGANConfig) -> None:
         (min(t.log_every, t.sample_every, t.checkpoint_every) >= 1, "train.*_every must be >= 1"),
         (len(t.betas) == 2, f"train.betas={t.betas!r}: expected [beta1, beta2]"),
         (not t.init_from, "train.init_from takes over a first stage; Deformable GAN has only one"),
+        (cfg.data.train_per_id >= 0 and cfg.data.subset_seed >= 0, "data.train_per_id and data.subset_seed must be >= 0"),
     ]
     for ok, message in checks:
         if not ok:
@@ -106,5 +108,5 @@ def validate(cfg: DefGANConfig) -> None:
 
 
 # Fields that decide what is being trained: a --resume must not change them.
-IDENTITY_FIELDS = ("family", "model", "loss", "train.stages", "train.batch_size", "train.lr", "train.d_lr",
+IDENTITY_FIELDS = ("family", "model", "loss", "data", "train.stages", "train.batch_size", "train.lr", "train.d_lr",
                    "train.betas", "train.flip", "train.seed")

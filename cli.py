@@ -268,8 +268,9 @@ def filter_cmd(set_dir, reid_model, rule, k, threshold, batch_size, device):
 @click.option("--recipe", default=None, help="Recipe name or YAML file.")
 @click.option("--set", "overrides", multiple=True, help="Dotted override (repeatable).")
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
-@click.option("--labels", type=click.Choice(["same-id", "lsro"]), default=None,
-              help="Labels of synthesized images (default: the recipe's, same-id).")
+@click.option("--labels", type=click.Choice(["same-id", "lsro", "teacher"]), default=None,
+              help="Labels of synthesized images: their source identity, LSRO's uniform one, or a teacher's soft "
+                   "labels (with --set train.teacher=MODEL) (default: the recipe's, same-id).")
 @click.option("--pretrained/--no-pretrained", default=None, help="ImageNet initialisation (default: the recipe's).")
 @click.option("--weights", type=click.Path(path_type=Path), default=None, help="ImageNet weights file.")
 @click.option("--rerank", is_flag=True, help="Also report k-reciprocal re-ranking.")

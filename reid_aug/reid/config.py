@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from reid_aug.config import ConfigError
 
 MIXES = ("pool", "batch")
-LABEL_MODES = ("same-id", "lsro")
+LABEL_MODES = ("same-id", "lsro", "teacher")
 TRANSFORMS = ("random_flip", "random_crop", "random_patch", "color_jitter", "random_erase")
 DIST_METRICS = ("euclidean", "cosine")
 BUDGETS = ("epochs", "iterations")
@@ -60,6 +60,11 @@ class TrainConfig:
     synthetic_weight: float = 1.0       # loss weight of the synthesized images (pool: in a weighted mean)
     synthetic_label_smooth: float = -1.0  # same-id smoothing eps of synthesized images; < 0: as the real ones
                                         # (0.1 with label_smooth, else 0); CamStyle: 0.1
+    # labels: teacher (DG-Net): synthesized images learn a frozen Re-ID model's soft labels (reid_aug.reid.teacher)
+    teacher: str = ""                   # a `benchmark` model file trained on the same real images
+    teacher_temperature: float = 1.0
+    teacher_weight: float = 1.0
+    teacher_ramp: float = 0.0           # the weight ramps up linearly over this fraction of training (0: none)
     max_iters_per_epoch: int = 0        # > 0: cut every epoch after this many iterations (CPU sizing)
     # "epochs": both variants train `epochs` epochs (the papers' recipes; the augmented model, with more
     # images, takes more optimizer steps). "iterations": the baseline takes exactly as many steps as the
@@ -107,6 +112,11 @@ def validate(cfg: BenchmarkConfig) -> None:
         raise ConfigError(f"train.max_iters_per_epoch={t.max_iters_per_epoch}; expected >= 0 (0 = whole epochs)")
     if t.labels not in LABEL_MODES:
         raise ConfigError(f"train.labels={t.labels!r}; expected one of {LABEL_MODES}")
+    if t.labels == "teacher" and not t.teacher:
+        raise ConfigError("train.labels=teacher needs train.teacher=PATH (a `reid-aug benchmark` model trained on the "
+                          "same real images, e.g. OUT/models/baseline_seed0.pt)")
+    if t.teacher_temperature <= 0 or t.teacher_weight < 0 or not 0 <= t.teacher_ramp <= 1:
+        raise ConfigError("train.teacher_temperature must be > 0, teacher_weight >= 0, teacher_ramp in [0, 1]")
     if t.mix not in MIXES:
         raise ConfigError(f"train.mix={t.mix!r}; expected one of {MIXES}")
     if not 0 < t.synthetic_ratio <= 8 or t.synthetic_weight < 0 or t.synthetic_label_smooth >= 1:

@@ -39,6 +39,8 @@ def make_engine_class():
             self.lsro = LSROLoss(datamanager.num_train_pids, label_smooth=label_smooth, use_gpu=self.use_gpu)
             self.mixing = mixing            # (mix, eps_real, eps_synth, weight) or None: torchreid's criterion
             self.synthetic = synthetic      # reid_aug.reid.mixing.SyntheticStream for train.mix = batch
+            self.teacher = None             # labels=teacher: (reid_aug.reid.teacher.Teacher, eps, T, weight, ramp)
+            self.iteration, self.total_iters = 0, 0   # set by train_epochs (the teacher weight's ramp)
 
         def forward_backward(self, data):
             from reid_aug.reid.mixing import join_batches, mixed_cross_entropy
@@ -52,6 +54,8 @@ def make_engine_class():
             outputs = self.model(imgs)
             if self.labels == "lsro":
                 loss = self.lsro(outputs, pids, synthesized)
+            elif self.labels == "teacher" and self.teacher is not None:   # the baseline has no synthesized images
+                loss = self._teacher_loss(imgs, outputs, pids, synthesized)
             elif self.mixing is not None:
                 mix, eps_real, eps_synth, weight = self.mixing
                 loss = mixed_cross_entropy(outputs, pids, synthesized, eps_real, eps_synth, weight, mix)
@@ -63,6 +67,15 @@ def make_engine_class():
             real = ~synthesized.to(outputs.device)
             acc = (outputs.argmax(1) == pids)[real].float().mean().item() if bool(real.any()) else float("nan")
             return {"loss": loss.item(), "acc": acc, "n_synthesized": int(synthesized.sum())}
+
+        def _teacher_loss(self, imgs, outputs, pids, synthesized):
+            from reid_aug.reid.teacher import ramp_weight, teacher_loss
+
+            teacher, eps, temperature, weight, ramp = self.teacher
+            mask = synthesized.to(imgs.device)
+            t_logits = teacher.logits(imgs[mask]) if bool(mask.any()) else None
+            w = ramp_weight(weight, ramp, self.iteration, self.total_iters)
+            return teacher_loss(outputs, pids, synthesized, t_logits, eps, temperature, w)
 
     return AugmentedSoftmaxEngine
 
@@ -144,6 +157,7 @@ def _train_one_epoch(engine, n_batches: int, done: int, lr_step_iters: int, desc
     sums = {"loss": 0.0, "acc": 0.0, "n_acc": 0}
     bar = tqdm(total=n_batches, desc=desc, unit="it", leave=False, disable=None)
     for i, data in enumerate(engine.train_loader):
+        engine.iteration = done           # iterations before this one, over the whole run
         out = engine.forward_backward(data)
         done += 1
         if lr_step_iters > 0 and done % lr_step_iters == 0:

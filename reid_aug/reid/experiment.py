@@ -119,10 +119,18 @@ def prepare_experiment(cfg: BenchmarkConfig, dataset: str, augmented_dir: Path |
     plan = training_plan(cfg, {v: len(s.train) for v, s in splits.items()})
     for v, p in plan.items():
         log.info("%s", describe_plan(v, p))
+    if cfg.train.labels == "teacher" and "augmented" in splits:    # refused before any training
+        from reid_aug.reid.teacher import Teacher
+
+        teacher = Teacher(cfg.train.teacher, splits["augmented"].pid2label, d.height, d.width, "cpu")
+        log.info("teacher soft labels from %s (T %g, weight %g, ramp %g)", teacher.path, cfg.train.teacher_temperature,
+                 cfg.train.teacher_weight, cfg.train.teacher_ramp)
     manifest = SynthesizedSet(augmented_dir).manifest if augmented_dir is not None else None
     setup = {"dataset": str(index.image_root), "augmented_dir": str(augmented_dir) if augmented_dir else None,
              "augmented_manifest_sha256": sha256_file(manifest) if manifest is not None and manifest.is_file()
              else None, "weights": str(weights) if weights else None, "config": to_dict(cfg)}
+    if cfg.train.labels == "teacher" and "augmented" in splits:
+        setup["teacher_sha256"] = teacher.sha256
     return Experiment(cfg=cfg, folder=BenchmarkDir(out_dir), splits=splits, plan=plan, setup=setup, weights=weights,
                       device=device, synthetic_items=synthetic_items)
 
@@ -158,6 +166,12 @@ def train_and_evaluate(exp: Experiment, variant: str, seed: int) -> dict:
     optimizer, scheduler = build_optimizer(model, t)
     engine = make_engine_class()(dm, model, optimizer, scheduler, use_gpu=use_gpu, label_smooth=t.label_smooth,
                                  labels=t.labels, mixing=_mixing(t), synthetic=_synthetic_stream(exp, variant, seed))
+    if t.labels == "teacher" and variant == "augmented":
+        from reid_aug.reid.teacher import Teacher
+
+        engine.teacher = (Teacher(t.teacher, splits.pid2label, cfg.data.height, cfg.data.width, exp.device),
+                          0.1 if t.label_smooth else 0.0, t.teacher_temperature, t.teacher_weight, t.teacher_ramp)
+    engine.total_iters = plan["total_iters"]
     ckpt = exp.folder.resume_checkpoint(tag)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     train = train_epochs(engine, plan["epochs"], ckpt, desc=tag, max_iters_per_epoch=t.max_iters_per_epoch,

@@ -1,0 +1,83 @@
+"""Issue 20: teacher soft labels for synthesized images (DG-Net), beside same-id and LSRO."""
+import json
+
+import pytest
+import torch
+
+from reid_aug.config import ConfigError
+from reid_aug.errors import CheckpointError
+from reid_aug.reid.teacher import ramp_weight, teacher_loss
+
+from test_reid_benchmark import augmented  # noqa: F401 - the fixture
+
+SMALL = ["train.epochs=1", "train.batch_size=8", "train.max_iters_per_epoch=2", "data.height=64", "data.width=32",
+         "data.batch_size_test=32", "data.workers=0", "data.test_ids=4"]
+
+
+def test_loss_is_ce_on_real_plus_weighted_tempered_kl_on_synthesized():
+    torch.manual_seed(0)
+    s, t = torch.randn(6, 5), torch.randn(2, 5)
+    y = torch.randint(0, 5, (6,))
+    syn = torch.tensor([0, 1, 0, 0, 1, 0], dtype=torch.bool)
+    logp = torch.log_softmax(s, 1)
+    q = torch.full((4, 5), 0.1 / 5)
+    q[torch.arange(4), y[~syn]] += 0.9
+    ce = -(q * logp[~syn]).sum(1).mean()
+    T = 2.0
+    p_t = torch.softmax(t / T, 1)
+    kl = (p_t * (p_t.log() - torch.log_softmax(s[syn] / T, 1))).sum(1).mean()
+    torch.testing.assert_close(teacher_loss(s, y, syn, t, 0.1, T, 0.5), ce + 0.5 * T * T * kl)
+    # a student that already agrees with the teacher has no KL left
+    same = s.clone()
+    same[syn] = t
+    torch.testing.assert_close(teacher_loss(same, y, syn, t, 0.1, 1.0, 1.0), teacher_loss(same, y, syn, t, 0.1, 1.0, 0.0))
+    assert ramp_weight(2.0, 0.5, 0, 100) == 0 and ramp_weight(2.0, 0.5, 25, 100) == 1.0 == ramp_weight(2.0, 0.5, 50, 100) / 2
+    assert ramp_weight(2.0, 0.0, 0, 100) == 2.0
+
+
+def test_teacher_needs_a_model_of_the_same_identities(tiny_toy, augmented, tmp_path):  # noqa: F811
+    from reid_aug.reid.experiment import resolve_benchmark, run_benchmark
+
+    with pytest.raises(ConfigError, match="train.teacher=PATH"):
+        resolve_benchmark(recipe="reid_toy", labels="teacher")
+    cfg = resolve_benchmark(model="osnet_x0_25", recipe="reid_toy", pretrained=False, overrides=SMALL)
+    base = run_benchmark(cfg, dataset=str(tiny_toy), seeds=[0], out_dir=tmp_path / "base", baseline_only=True)
+    teacher = base / "models" / "baseline_seed0.pt"
+    assert teacher.is_file()
+    # the teacher's identities are the student's: a benchmark with the subsample keeps all ids here, so change them
+    meta = torch.load(teacher, weights_only=True)
+    meta["pid2label"] = {"99999": 0}
+    torch.save(meta, tmp_path / "other.pt")
+    bad = resolve_benchmark(model="osnet_x0_25", recipe="reid_toy", pretrained=False, labels="teacher",
+                            overrides=SMALL + [f"train.teacher={tmp_path / 'other.pt'}"])
+    with pytest.raises(CheckpointError, match="other identities"):
+        run_benchmark(bad, dataset=str(tiny_toy), augmented_dir=augmented, seeds=[0], out_dir=tmp_path / "bad")
+    assert not (tmp_path / "bad" / "results.json").exists()
+
+
+def test_teacher_run_trains_with_a_frozen_teacher(tiny_toy, augmented, tmp_path, monkeypatch):  # noqa: F811
+    from reid_aug.reid import teacher as tmod
+    from reid_aug.reid.experiment import resolve_benchmark, run_benchmark
+
+    cfg = resolve_benchmark(model="osnet_x0_25", recipe="reid_toy", pretrained=False, overrides=SMALL)
+    base = run_benchmark(cfg, dataset=str(tiny_toy), seeds=[0], out_dir=tmp_path / "base", baseline_only=True)
+    teacher_file = base / "models" / "baseline_seed0.pt"
+    seen = []
+    orig = tmod.Teacher.logits
+
+    def spy(self, images):
+        before = {k: v.clone() for k, v in self.model.state_dict().items()}
+        out = orig(self, images)
+        after = self.model.state_dict()
+        seen.append((len(images), all(torch.equal(before[k], after[k]) for k in before), self.model.training))
+        return out
+
+    monkeypatch.setattr(tmod.Teacher, "logits", spy)
+    cfg = resolve_benchmark(model="osnet_x0_25", recipe="reid_toy", pretrained=False, labels="teacher",
+                            overrides=SMALL + [f"train.teacher={teacher_file}", "train.teacher_temperature=2",
+                                               "train.mix=batch", "train.synthetic_ratio=0.5"])
+    out = run_benchmark(cfg, dataset=str(tiny_toy), augmented_dir=augmented, seeds=[0], out_dir=tmp_path / "t")
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["runs"]) == {"baseline_seed0", "augmented_seed0"} and results["setup"]["teacher_sha256"]
+    # 2 augmented steps, 4 synthesized images each; the teacher's weights and BN statistics never move
+    assert seen == [(4, True, False), (4, True, False)]

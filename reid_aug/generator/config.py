@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from reid_aug.config import ConfigError, config_differences  # noqa: F401 - config_differences: moved to reid_aug.config
 from reid_aug.pose.maps import MASK_STYLES
+from reid_aug.generator.identity import IdentityLossConfig
 from reid_aug.generator.losses import D_VARIANT_ALIASES, D_VARIANTS, RECON_LOSSES
 
 # "g1": stage I (G1 alone, reconstruction loss); "g2": stage II (G1 frozen, G2 + D);
@@ -56,6 +57,7 @@ class LossConfig:
                                     # I_A to D as fake, 0.5/0.25/0.25) | "unconditional" (before 0.2: "paper")
     lambda_start: float = 0.0       # > 0: a lambda schedule (not PG²'s): lambda goes linearly from lambda_start
     lambda_ramp: float = 0.5        # to lambda_l1 over this fraction of each adversarial stage, then stays
+    identity: IdentityLossConfig = field(default_factory=IdentityLossConfig)   # Re-ID losses (reid_aug.generator.identity)
 
     def __post_init__(self):
         old = D_VARIANT_ALIASES.get(self.d_variant)
@@ -168,6 +170,11 @@ def validate(cfg: PG2Config) -> None:
         raise ConfigError(f"model.pose_embedding={m.pose_embedding!r}: expected one of {POSE_EMBEDDINGS}")
     if cfg.pose.mask_style not in MASK_STYLES:
         raise ConfigError(f"pose.mask_style={cfg.pose.mask_style!r}: expected one of {MASK_STYLES}")
+    from reid_aug.generator.identity import check_config as identity_problem
+
+    problem = identity_problem(lo.identity)
+    if problem:
+        raise ConfigError(problem)
     if m.d_norm not in D_NORMS:
         raise ConfigError(f"model.d_norm={m.d_norm!r}: expected one of {D_NORMS}")
     if lo.lambda_start < 0 or not 0 < lo.lambda_ramp <= 1:

@@ -16,6 +16,7 @@ import torch
 
 from reid_aug.generator.config import IDENTITY_FIELDS, PG2Config
 from reid_aug.generator.family import GeneratorFamily, Stage, StepModules, register_family
+from reid_aug.generator.identity import ID_TERMS, identity_terms
 from reid_aug.generator.losses import bce_real, discriminator_loss, recon_loss, d_input_channels
 
 STAGES = {
@@ -46,7 +47,7 @@ class PG2Family(GeneratorFamily):
     stage_names = tuple(STAGES)
     network_names = ("g1", "g2", "d")
     base_networks = ("g1",)
-    log_terms = ("loss", "l1", "mask_l1", "posemask_l1", "adv", "d_loss", "d_real", "d_fake", "d_cond")
+    log_terms = ("loss", "l1", "mask_l1", "posemask_l1", "adv", "d_loss", "d_real", "d_fake", "d_cond", *ID_TERMS)
     progress_terms = ("loss", "posemask_l1", "d_loss")
     identity_fields = IDENTITY_FIELDS
 
@@ -81,7 +82,9 @@ class PG2Family(GeneratorFamily):
             with mods.autocast():
                 fake, _ = compose(mods.run["g1"], None, src, pose)
             loss, terms = recon_loss(cfg.loss.g1, fake, tgt, mask)
-            values = mods.check({"loss": loss, **terms})
+            ident, id_terms = identity_terms(cfg, fake, tgt, batch.get("src_name", ()))
+            loss = loss + ident
+            values = mods.check({"loss": loss, **terms, **id_terms})
             _update(mods.opt_g, loss)
             return values
         with mods.autocast():
@@ -172,13 +175,14 @@ def _adversarial_step(fake: torch.Tensor, batch: dict, cfg: PG2Config, mods: Ste
     adv = bce_real(g_logits[-b:])
     recon, terms = recon_loss(recon_kind, fake[:, -tgt.shape[1]:], tgt, mask)
     step, total = mods.position()
-    g_loss = adv + lambda_at(cfg.loss, step, total) * recon
+    ident, id_terms = identity_terms(cfg, fake[:, -tgt.shape[1]:], tgt, batch.get("src_name", ()))
+    g_loss = adv + lambda_at(cfg.loss, step, total) * recon + ident
     # D loss: real (and the condition image for "official") against the detached fake.
     with mods.autocast():
         d_logits = mods.run["d"](torch.cat(real_parts + [fake.detach()], dim=0))
     d_loss, d_terms = discriminator_loss(d_logits[:b], d_logits[-b:], d_logits[b:2 * b] if official else None,
                                          cfg.loss.d_variant)
-    values = mods.check({"loss": g_loss, **terms, "adv": adv, "d_loss": d_loss, **d_terms})
+    values = mods.check({"loss": g_loss, **terms, "adv": adv, "d_loss": d_loss, **d_terms, **id_terms})
     _update(mods.opt_g, g_loss)
     if step % cfg.train.d_every == 0:
         _update(mods.opt_d, d_loss)

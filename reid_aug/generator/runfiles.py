@@ -89,11 +89,16 @@ class CsvLog:
         self._w = csv.writer(self._f, lineterminator="\n")
 
     def _read_rows(self) -> list[list[str]]:
+        """The rows so far, in this log's columns (a log of an earlier version with other columns keeps its values
+        by name; a column it lacks stays empty); drops a torn last line."""
         if not self.path.is_file():
             return []
         with open(self.path, newline="") as f:
             rows = list(csv.reader(f))
-        return [r for r in rows[1:] if len(r) == len(self.columns)]  # drops a torn last line
+        if not rows:
+            return []
+        header = rows[0]
+        return [[dict(zip(header, r)).get(c, "") for c in self.columns] for r in rows[1:] if len(r) == len(header)]
 
     def write(self, row: dict) -> None:
         self._w.writerow(["" if row.get(c) is None else row[c] for c in self.columns])

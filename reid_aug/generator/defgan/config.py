@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from reid_aug.config import ConfigError
 from reid_aug.generator.config import DataConfig, RuntimeConfig
 from reid_aug.generator.defgan.generator import WARP_SKIPS
+from reid_aug.generator.identity import IdentityLossConfig
 
 STAGE = "defgan"                  # one adversarial stage: G and D from the start
 NN_FEATURES = ("patch", "vgg19")
@@ -38,6 +39,7 @@ class DefGANLossConfig:
     nn_reduction: str = "mean"      # official: channels summed, positions and batch averaged
     vgg_weights: str = ""           # a torchvision vgg19 state dict for nn_features=vgg19 ("" = the torch cache)
     l1_weight: float = 0.0          # plain pixel L1 (the ablations' "L1" rows)
+    identity: IdentityLossConfig = field(default_factory=IdentityLossConfig)   # Re-ID losses (reid_aug.generator.identity)
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,11 @@ def validate(cfg: DefGANConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    from reid_aug.generator.identity import check_config as identity_problem
+
+    problem = identity_problem(lo.identity)
+    if problem:
+        raise ConfigError(problem)
 
 
 # Fields that decide what is being trained: a --resume must not change them.

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from reid_aug.generator.defgan.config import IDENTITY_FIELDS, STAGE, DefGANConfig
 from reid_aug.generator.family import GeneratorFamily, Stage, StepModules, register_family
+from reid_aug.generator.identity import ID_TERMS, identity_terms
 
 STAGES = {STAGE: Stage(STAGE, g=("g",), d=("d",))}
 NEEDS = ("src_pose", "src_kp", "tgt_kp")   # besides src_img and tgt_pose: the source pose and both skeletons
@@ -39,7 +40,7 @@ class DefGANFamily(GeneratorFamily):
     stage_names = (STAGE,)
     network_names = ("g", "d")
     base_networks = ("g", "d")
-    log_terms = ("loss", "adv", "nn", "l1", "d_loss", "d_real", "d_fake")
+    log_terms = ("loss", "adv", "nn", "l1", "d_loss", "d_real", "d_fake", *ID_TERMS)
     progress_terms = ("loss", "nn", "d_loss")
     identity_fields = IDENTITY_FIELDS
     conditions = NEEDS
@@ -95,7 +96,8 @@ class DefGANFamily(GeneratorFamily):
         nn_term = self.nn_loss(cfg, fake.device)(fake.float(), tgt.float()) if cfg.loss.nn_weight > 0 else \
             fake.new_zeros((), dtype=torch.float32)
         l1 = (fake.float() - tgt.float()).abs().mean()
-        g_loss = adv + cfg.loss.nn_weight * nn_term + cfg.loss.l1_weight * l1
+        ident, id_terms = identity_terms(cfg, fake, tgt, batch.get("src_name", ()))
+        g_loss = adv + cfg.loss.nn_weight * nn_term + cfg.loss.l1_weight * l1 + ident
         with mods.autocast():
             d_logits = mods.run["d"](torch.cat([src, src]), torch.cat([h_a, h_a]), torch.cat([tgt, fake.detach()]),
                                      torch.cat([h_b, h_b]))
@@ -104,7 +106,7 @@ class DefGANFamily(GeneratorFamily):
         d_fake = F.binary_cross_entropy_with_logits(d_logits[b:].float(), torch.zeros_like(d_logits[b:], dtype=torch.float32))
         d_loss = d_real + d_fake
         values = mods.check({"loss": g_loss, "adv": adv, "nn": nn_term, "l1": l1, "d_loss": d_loss,
-                             "d_real": d_real, "d_fake": d_fake})
+                             "d_real": d_real, "d_fake": d_fake, **id_terms})
         for opt, loss in ((mods.opt_g, g_loss), (mods.opt_d, d_loss)):
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,0 +1,92 @@
+"""Issue 20: identity-preserving generator losses from a frozen Re-ID network trained on the real images."""
+import csv
+
+import pytest
+import torch
+
+from reid_aug.config import ConfigError, load_config
+from reid_aug.errors import CheckpointError
+from reid_aug.generator.checkpoint import load_checkpoint
+from reid_aug.generator.config import PG2Config
+from reid_aug.generator.train import resolve_training, train_generator
+
+from test_generator_train import TINY, _log
+
+ID_ON = ["loss.identity.feature_weight=1", "loss.identity.id_weight=0.5", "loss.identity.perceptual_weight=0.5"]
+
+
+def _reid_file(tmp_path, dataset, *overrides):
+    """A benchmark-format Re-ID model (random init: the losses' plumbing does not need a trained one)."""
+    from reid_aug.dataset.market import load_dataset
+    from reid_aug.reid.data import build_splits
+    from reid_aug.reid.experiment import resolve_benchmark
+    from reid_aug.reid.models import build_model, save_reid_model
+
+    cfg = resolve_benchmark(model="osnet_x0_25", recipe="reid_toy", pretrained=False,
+                            overrides=["data.height=64", "data.width=32", *overrides])
+    splits = build_splits(load_dataset(dataset), None, cfg.data.train_per_id, cfg.data.subsample_seed)
+    torch.manual_seed(0)
+    model = build_model("osnet_x0_25", splits.num_train_pids)
+    path = tmp_path / "reid.pt"
+    save_reid_model(model, cfg, path, {"num_classes": splits.num_train_pids, "variant": "baseline", "seed": 0,
+                                       "pid2label": {str(k): v for k, v in splits.pid2label.items()}})
+    return path
+
+
+def _run(tiny_toy, out, *extra, recipe="pg2_toy", base=TINY):
+    cfg, out = resolve_training(str(tiny_toy), recipe, base + list(extra), out)
+    return train_generator(cfg, str(tiny_toy), out)
+
+
+def test_identity_losses_train_g1_through_a_frozen_network(tiny_toy, tmp_path):
+    from reid_aug.generator import identity
+
+    reid = _reid_file(tmp_path, tiny_toy)
+    before = {k: v.clone() for k, v in torch.load(reid, weights_only=True)["state_dict"].items()}
+    stage1 = ["train.stages=[g1]", "train.g1_iters=3"]
+    with_id = _run(tiny_toy, tmp_path / "with", *stage1, *ID_ON, f"loss.identity.model={reid}")
+    without = _run(tiny_toy, tmp_path / "without", *stage1)
+    rows = _log(with_id)
+    assert all(float(r["id_feature"]) > 0 and float(r["id_ce"]) > 0 and float(r["id_perceptual"]) > 0 for r in rows)
+    assert all(r["id_feature"] == "" for r in _log(without))
+    a, b = load_checkpoint(with_id)["models"]["g1"], load_checkpoint(without)["models"]["g1"]
+    assert any(not torch.equal(a[k], b[k]) for k in a)          # the identity gradient reached G1
+    # the network never changed: weights and batch-norm statistics as in its file, still in eval mode
+    (mod,) = [m for k, m in identity._CACHE.items() if k[0] == str(reid)]
+    assert not mod.net.training
+    for k, v in mod.net.state_dict().items():
+        assert torch.equal(v.cpu(), before[k]), k
+
+
+def test_defgan_and_stage_two_take_the_identity_losses(tiny_toy, tmp_path):
+    reid = _reid_file(tmp_path, tiny_toy)
+    run = _run(tiny_toy, tmp_path / "pg2", "train.stages=[g1, g2]", "train.g1_iters=1", "train.g2_iters=2", *ID_ON,
+               f"loss.identity.model={reid}")
+    assert [r["stage"] for r in _log(run)] == ["g1", "g2", "g2"] and float(_log(run)[-1]["id_ce"]) > 0
+    dg = _run(tiny_toy, tmp_path / "dg", "train.steps=2", *ID_ON, f"loss.identity.model={reid}", recipe="defgan_toy",
+              base=["model.width=2", "model.d_width=2", "train.batch_size=4", "train.num_workers=0",
+                    "train.tensorboard=false", "train.log_every=1", "train.n_samples=2"])
+    assert float(_log(dg)[-1]["id_feature"]) > 0
+
+
+def test_the_network_must_have_seen_only_the_generators_images(tiny_toy, tmp_path):
+    reid_all = _reid_file(tmp_path, tiny_toy)
+    with pytest.raises(CheckpointError, match="must see only the generator's images"):
+        _run(tiny_toy, tmp_path / "bad", "train.stages=[g1]", "train.g1_iters=1", "data.train_per_id=2", *ID_ON,
+             f"loss.identity.model={reid_all}")
+    with pytest.raises(ConfigError, match="model=PATH"):
+        load_config(PG2Config, "pg2_toy", ["loss.identity.feature_weight=1"])
+    with pytest.raises(ConfigError, match=">= 0"):
+        load_config(PG2Config, "pg2_toy", ["loss.identity.id_weight=-1", "loss.identity.model=x.pt"])
+
+
+def test_a_log_of_an_earlier_version_keeps_its_rows_by_column_name(tmp_path):
+    from reid_aug.generator.runfiles import CsvLog
+
+    path = tmp_path / "log.csv"
+    path.write_text("stage,step,loss,wall_s\ng1,1,0.5,1.0\ng1,2,0.4,2.0\ng1,3,0.3\n")     # a torn last line
+    log = CsvLog(path, ("stage", "step", "loss", "id_ce", "wall_s"), keep_rows=5)
+    log.close()
+    rows = list(csv.DictReader(path.open()))
+    assert [(r["step"], r["loss"], r["id_ce"], r["wall_s"]) for r in rows] == [("1", "0.5", "", "1.0"),
+                                                                                ("2", "0.4", "", "2.0")]

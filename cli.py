@@ -293,6 +293,31 @@ def benchmark_cmd(model, dataset, augmented_dir, baseline_only, recipe, override
     click.echo(f"report: {out / 'report.md'}")
 
 
+@main.command("sweep")
+@click.option("--grid", "grid", multiple=True, required=True,
+              help="KEY=V1,V2: a dotted benchmark key (train.mix=pool,batch, data.train_per_id=2,4) or "
+                   "augmented=DIR1,DIR2; repeatable, the cells are the product.")
+@click.option("--dataset", default=None, help="market | toy | PATH (default: the synthesized set's).")
+@click.option("--augmented", "augmented_dir", type=click.Path(path_type=Path), default=None,
+              help="The synthesized folder of every cell (unless the grid varies `augmented`).")
+@click.option("--model", default=None, help="torchreid model name (default: the recipe's).")
+@click.option("--recipe", default=None, help="Recipe name or YAML file.")
+@click.option("--set", "overrides", multiple=True, help="Dotted override for every cell (repeatable).")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
+@click.option("--labels", type=click.Choice(["same-id", "lsro", "teacher"]), default=None)
+@click.option("--pretrained/--no-pretrained", default=None, help="ImageNet initialisation (default: the recipe's).")
+@click.option("--weights", type=click.Path(path_type=Path), default=None, help="ImageNet weights file.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Sweep folder.")
+def sweep_cmd(grid, dataset, augmented_dir, model, recipe, overrides, seeds, labels, pretrained, weights, out_dir):
+    """Run a grid of benchmark cells x seeds (resumable); one table and plot of paired deltas with 95 % intervals."""
+    from reid_aug.reid.sweep import parse_grid, run_sweep
+
+    out = run_sweep(parse_grid(grid), recipe=recipe, overrides=overrides, dataset=dataset, augmented=augmented_dir,
+                    seeds=_parse_seeds(seeds), out_dir=out_dir, model=model, pretrained=pretrained, labels=labels,
+                    weights=weights)
+    click.echo(f"sweep: {out / 'sweep.md'}")
+
+
 def _parse_seeds(text) -> list[int]:
     """``"0, 1,2"`` -> ``[0, 1, 2]``."""
     return [int(s) for s in str(text).split(",") if s.strip()]

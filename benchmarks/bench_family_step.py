@@ -67,7 +67,7 @@ def main() -> None:
             if i:
                 times[e].append(time.perf_counter() - t0)
     ref = None
-    print(f"| recipe:stage | batch | s/step | s/pair | ratio (s/pair) |\n|---|---|---|---|---|")
+    print("| recipe:stage | batch | s/step | s/pair | ratio (s/pair) |\n|---|---|---|---|---|")
     for e, (_, b) in steps.items():
         med = statistics.median(times[e])
         ref = ref or med / b

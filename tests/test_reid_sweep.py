@@ -50,3 +50,27 @@ def test_sweep_runs_every_cell_reports_paired_intervals_and_resumes(tiny_toy, au
     monkeypatch.setattr(experiment, "train_and_evaluate", lambda *a, **k: pytest.fail("retrained a finished run"))
     run_sweep(grid, recipe="reid_toy", overrides=SMALL, dataset=str(tiny_toy), augmented=augmented, seeds=[0, 1],
               out_dir=tmp_path / "sw", model="osnet_x0_25", pretrained=False)
+
+
+def test_validation_split_holds_out_training_identities(tiny_toy, augmented, tmp_path):  # noqa: F811
+    from reid_aug.dataset.market import load_dataset
+    from reid_aug.reid.data import build_splits, read_augmented
+    from reid_aug.reid.experiment import resolve_benchmark, run_benchmark
+
+    index = load_dataset(tiny_toy)
+    aug = read_augmented(augmented)
+    full = build_splits(index, aug)
+    val = build_splits(index, aug, val_ids=2, val_seed=0, split="val")
+    held = {pid for _, pid, _ in val.query}
+    assert len(held) == 2 and {pid for _, pid, _ in val.gallery} <= held
+    label_of = {v: k for k, v in val.pid2label.items()}
+    assert not held & {label_of[lab] for _, lab, _, _ in val.train}             # neither real nor synthesized
+    assert val.num_train_pids == full.num_train_pids - 2
+    assert len({(pid, cam) for _, pid, cam in val.query}) == len(val.query)     # one query per camera
+    assert build_splits(index, aug, val_ids=2, val_seed=0).query == full.query  # split=test: the test set
+    with pytest.raises(ConfigError, match="eval.split"):
+        resolve_benchmark(recipe="reid_toy", overrides=["eval.split=val"])
+    cfg = resolve_benchmark(model="osnet_x0_25", recipe="reid_toy", pretrained=False,
+                            overrides=SMALL[:-1] + ["data.val_ids=3", "eval.split=val"])
+    out = run_benchmark(cfg, dataset=str(tiny_toy), augmented_dir=augmented, seeds=[0], out_dir=tmp_path / "v")
+    assert "**Validation** (not the test split)" in (out / "report.md").read_text()

@@ -29,6 +29,11 @@ class DataConfig:
     train_per_id: int = 0               # > 0: keep at most this many real train images per identity
     subsample_seed: int = 0             # which images the subsample keeps (fixed across training seeds)
     test_ids: int = 0                   # > 0: only the first N test identities (a smoke setting, not the protocol)
+    # Validation split (issue 14: choose levers and epochs without the test split): > 0 holds out this many
+    # training identities (drawn with val_seed); their images leave the training list (real and synthesized)
+    # and form a query (one image per camera) / gallery (the rest) set. eval.split picks what is reported.
+    val_ids: int = 0
+    val_seed: int = 0
     workers: int = 2                    # DataLoader workers
     batch_size_test: int = 128
     check_images: bool = True           # decode every image once before training (corrupt file -> DatasetError)
@@ -75,6 +80,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
+    split: str = "test"                 # test (the dataset's query/gallery) | val (data.val_ids held-out identities)
     ranks: tuple[int, ...] = (1, 5, 10, 20)
     max_rank: int = 50
     dist_metric: str = "euclidean"      # torchreid's: squared Euclidean | cosine
@@ -138,6 +144,9 @@ def validate(cfg: BenchmarkConfig) -> None:
     if any(not 0 < f <= 1 for f in t.lr_decay_at):
         raise ConfigError(f"train.lr_decay_at={list(t.lr_decay_at)!r}: expected fractions of the training length "
                           f"in (0, 1], e.g. [0.5, 0.75]")
+    if e.split not in ("test", "val") or (e.split == "val" and d.val_ids < 1) or d.val_ids < 0:
+        raise ConfigError(f"eval.split={e.split!r} with data.val_ids={d.val_ids}: expected test, or val with "
+                          f"data.val_ids >= 1 held-out training identities")
     if d.test_ids < 0:
         raise ConfigError(f"data.test_ids={d.test_ids}: expected >= 0 (0 = the whole test split)")
     if d.height < 16 or d.width < 16:

@@ -114,8 +114,25 @@ def read_augmented(augmented_dir: str | Path) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- splits
+def validation_split(train: pd.DataFrame, val_ids: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame,
+                                                                                 pd.DataFrame]:
+    """``(train without them, query, gallery)``: ``val_ids`` training identities drawn with ``seed``, each giving
+    its first image (by name) of every camera to the query and its other images to the gallery."""
+    import numpy as np
+
+    pids = sorted(int(p) for p in train["pid"].unique())
+    if val_ids >= len(pids):
+        raise DatasetError(f"data.val_ids={val_ids} leaves no training identity ({len(pids)} in all)")
+    held = set(np.random.default_rng(seed).choice(pids, size=val_ids, replace=False).tolist())
+    val = train[train["pid"].isin(held)].sort_values("name", kind="stable")
+    first = val.groupby(["pid", "camid"], sort=False).head(1)
+    gallery = val.drop(first.index)
+    return train[~train["pid"].isin(held)], first, gallery
+
+
 def build_splits(index, augmented: pd.DataFrame | None = None, train_per_id: int = 0,
-                 subsample_seed: int = 0, test_ids: int = 0) -> ReidSplits:
+                 subsample_seed: int = 0, test_ids: int = 0, val_ids: int = 0, val_seed: int = 0,
+                 split: str = "test") -> ReidSplits:
     """Real train (+ synthesized) / query / gallery lists for torchreid.
 
     Args:
@@ -125,6 +142,8 @@ def build_splits(index, augmented: pd.DataFrame | None = None, train_per_id: int
         test_ids: > 0 keeps only the first ``test_ids`` test identities in query and gallery (a smoke
             setting for quick end-to-end checks; distractors are left out too). Its numbers are not
             comparable with the full protocol's.
+        val_ids / val_seed / split: :func:`validation_split` of the training identities (before the
+            ``train_per_id`` subsample); ``split="val"`` makes them the query/gallery.
     """
     table = index.table
     train = table[(table["split"] == "train") & (table["pid"] > 0)]
@@ -133,6 +152,12 @@ def build_splits(index, augmented: pd.DataFrame | None = None, train_per_id: int
     dropped = int(((table["split"] == "train") & (table["pid"] <= 0)).sum())
     if dropped:
         log.info("train split: %d junk/distractor image(s) left out", dropped)
+    val = None
+    if val_ids and val_ids > 0:
+        train, vq, vg = validation_split(train, val_ids, val_seed)
+        val = (vq, vg)
+        log.info("validation split: %d training identities held out (%d query, %d gallery images)", val_ids,
+                 len(vq), len(vg))
     if train_per_id and train_per_id > 0:
         before = len(train)
         train = keep_per_identity(train, train_per_id, subsample_seed)
@@ -143,6 +168,11 @@ def build_splits(index, augmented: pd.DataFrame | None = None, train_per_id: int
     items = [(str(p), pid2label[int(pid)], int(cam) - 1, REAL_DSETID)
              for p, pid, cam in zip(train["path"], train["pid"], train["camid"])]
     n_synth = 0
+    if augmented is not None and len(augmented) and val is not None:
+        held = set(int(p) for p in val[0]["pid"])
+        n_before = len(augmented)
+        augmented = augmented[~augmented["pid"].isin(held)]
+        log.info("validation split: %d synthesized image(s) of held-out identities left out", n_before - len(augmented))
     if augmented is not None and len(augmented):
         unknown = sorted(set(int(p) for p in augmented["pid"]) - set(pid2label))
         if unknown:
@@ -164,13 +194,19 @@ def build_splits(index, augmented: pd.DataFrame | None = None, train_per_id: int
             rows = rows[rows["pid"].isin(keep_ids)]
         return [(str(p), int(pid), int(cam) - 1) for p, pid, cam in zip(rows["path"], rows["pid"], rows["camid"])]
 
-    query, gallery = test_list("query"), test_list("gallery")
+    if split == "val":
+        if val is None:
+            raise DatasetError("eval.split=val needs data.val_ids >= 1")
+        query, gallery = [[(str(p), int(pid), int(cam) - 1) for p, pid, cam in zip(t["path"], t["pid"], t["camid"])]
+                          for t in val]
+    else:
+        query, gallery = test_list("query"), test_list("gallery")
     if not query or not gallery:
         raise DatasetError(f"{index.image_root}: query ({len(query)}) or gallery ({len(gallery)}) is empty")
     return ReidSplits(train=items, query=query, gallery=gallery, pid2label=pid2label, n_real=len(items) - n_synth,
                       n_synthesized=n_synth, train_per_id=int(train_per_id or 0),
                       info=dict(dataset=str(index.image_root), n_query=len(query), n_gallery=len(gallery),
-                                test_ids=int(test_ids or 0)))
+                                test_ids=int(test_ids or 0), val_ids=int(val_ids or 0), split=split))
 
 
 # --------------------------------------------------------------------------- images

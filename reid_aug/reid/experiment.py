@@ -109,8 +109,8 @@ def prepare_experiment(cfg: BenchmarkConfig, dataset: str, augmented_dir: Path |
     tables = {"baseline": None}
     if augmented_dir is not None:
         tables["augmented"] = read_augmented(augmented_dir)
-    splits = {v: build_splits(index, table, d.train_per_id, d.subsample_seed, d.test_ids)
-              for v, table in tables.items()}
+    splits = {v: build_splits(index, table, d.train_per_id, d.subsample_seed, d.test_ids, d.val_ids, d.val_seed,
+                              cfg.eval.split) for v, table in tables.items()}
     synthetic_items = []
     if "augmented" in splits and cfg.train.mix == "batch":    # the baseline's list; the synthesized come on top
         aug = splits["augmented"]

@@ -342,13 +342,18 @@ def setup_lines(setup: dict, info: dict) -> list[str]:
     test = (f"(**smoke setting**: only the first {data.get('test_ids')} test identities, no distractors; not "
             "comparable with the full protocol)." if data.get("test_ids") else
             "(Market protocol: same pid + camera removed, junk out, distractors in).")
+    evaluated = "Test"
+    if (cfg.get("eval") or {}).get("split") == "val":
+        evaluated = "**Validation** (not the test split)"
+        test = (f"({data.get('val_ids')} training identities held out with seed {data.get('val_seed', 0)}: one "
+                "image per camera as query, the rest as gallery; their real and synthesized images are not trained on).")
     init = "ImageNet-initialised" if model.get("pretrained") else "from scratch"
     return [f"torchreid `{model.get('name')}` ({init}) "
             f"at {data.get('height')}x{data.get('width')}, {train.get('epochs')} epoch(s) "
             f"(budget `{train.get('budget', 'epochs')}`), batch {train.get('batch_size')}, "
             f"synthesized labels `{train.get('labels')}`; dataset `{setup.get('dataset')}`.",
             f"Train: {info.get('num_train_pids', '?')} identities, {info.get('n_real', '?')} real images ({subsample})"
-            f"{synthesized}. Test: {info.get('n_query', '?')} queries, {info.get('n_gallery', '?')} gallery images "
+            f"{synthesized}. {evaluated}: {info.get('n_query', '?')} queries, {info.get('n_gallery', '?')} gallery images "
             f"{test}"]
 
 

@@ -77,12 +77,53 @@ def agreement(points, truth, visibility):
     }
 
 
+def rule_check(index, rows, n: int, out: Path) -> None:
+    """``--rule-check N``: agreement on N held-out images with the recipe's settings, with and without the
+    OpenPose visibility rule for back views (:func:`reid_aug.keypoints.blazepose.openpose_visibility`)."""
+    from reid_aug.keypoints.annotate import load_annotate_config
+    from reid_aug.keypoints.blazepose import openpose_visibility
+
+    cfg = load_annotate_config()
+    rows = rows[:n]
+    pts, rate = estimate([r.path for r in rows], cfg.pad, cfg.frame)
+    truth = index.keypoints_for([r.name for r in rows]).astype(float)
+    plain = agreement(pts, truth, cfg.visibility)
+    kps = np.stack([to_openpose18(p, size, cfg.visibility) for p, size in pts])
+    ruled = openpose_visibility(kps)
+    ruled_pts = [(p, size, k) for (p, size), k in zip(pts, ruled)]
+    with_rule = agreement_of(ruled, truth, [p is not None for p, _, _ in ruled_pts])
+    result = {"images": len(rows), "settings": {"pad": cfg.pad, "frame": cfg.frame, "visibility": cfg.visibility},
+              "without_rule": plain, "with_rule": with_rule, "images_per_s_2_workers": round(rate, 1)}
+    (out / "market_visibility_rule.json").write_text(json.dumps(result, indent=1) + "\n")
+    for name in ("nose", "r_eye", "r_ear", "r_wrist"):
+        print(name, {k: round(v["per_joint"][name]["detection"], 3) for k, v in (("without", plain), ("with", with_rule))},
+              "openpose", round(plain["per_joint"][name]["detection_openpose"], 3))
+    print({k: (round(v["agreeing_recall"], 4), round(v["pck_where_both"], 4)) for k, v in (("without", plain),
+                                                                                       ("with", with_rule))})
+
+
+def agreement_of(ours_kps: np.ndarray, truth: np.ndarray, found) -> dict:
+    """:func:`agreement` for keypoints already mapped to the 18 joints."""
+    ours = ours_kps.astype(float)
+    f, tfound = ours[..., 0] != MISSING, truth[..., 0] != MISSING
+    both = f & tfound
+    ok = both & (np.hypot(*(ours - truth).transpose(2, 0, 1)) <= 0.1 * 128)
+    return {"agreeing_recall": float(ok.sum() / tfound.sum()), "pck_where_both": float(ok.sum() / both.sum()),
+            "person_found": float(np.mean(found)), "valid_share": float(f[:, list(TORSO_JOINTS)].all(1).mean()),
+            "per_joint": {KEYPOINT_NAMES[j]: {"detection": float(f[:, j].mean()),
+                                               "detection_openpose": float(tfound[:, j].mean()),
+                                               "pck": float(ok[:, j].sum() / both[:, j].sum()) if both[:, j].any()
+                                               else None} for j in range(18)}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", default="market")
     ap.add_argument("--select", type=int, default=400)
     ap.add_argument("--report", type=int, default=2000)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "annotate")
+    ap.add_argument("--rule-check", type=int, default=0,
+                    help="only compare the back-view visibility rule on this many held-out images (recipe settings)")
     args = ap.parse_args()
     index = load_dataset(args.dataset)
     train = index.split("train").sample(frac=1.0, random_state=0)
@@ -91,6 +132,9 @@ def main() -> None:
     sel = train.head(args.select)
     rep = list(train.iloc[args.select:args.select + args.report // 2].itertuples()) + list(
         test.head(args.report // 2).itertuples())
+    if args.rule_check:
+        args.out.mkdir(parents=True, exist_ok=True)
+        return rule_check(index, rep, args.rule_check, args.out)
     truth_sel = index.keypoints_for(sel["name"]).astype(float)
     grid, t0 = [], time.time()
     for pad in PADS:

@@ -270,3 +270,20 @@ def test_learned_lift_yaw_follows_the_views_convention():
     assert turned(90) == pytest.approx(90.0) and abs(turned(180)) == pytest.approx(180.0)
     world[11, 3] = 0.1
     assert np.isnan(world_to_openpose18(world, 0.5)[KP["neck"]]).all()
+
+
+def test_back_views_lose_the_face_as_openpose_reports_them():
+    from reid_aug.keypoints.blazepose import openpose_visibility
+    from reid_aug.keypoints.skeleton import FLIP_PERMUTATION
+
+    # a person facing the camera (shoulders as wide as the lift's frontal template: yaw 0)
+    front = np.array([[12, 32], [24, 32], [24, 14], [40, 12], [54, 11], [24, 50], [40, 52], [54, 53], [64, 22],
+                      [88, 22], [112, 22], [64, 42], [88, 42], [112, 42], [10, 30], [10, 34], [11, 27], [11, 37]])
+    back = front[list(FLIP_PERMUTATION)]          # the person's right now on the image's right: seen from behind
+    out = openpose_visibility(np.stack([front, back]))
+    assert (out[0] == front).all()                # a frontal view keeps every joint
+    assert (out[1, [KP["nose"], KP["r_eye"], KP["l_eye"]]] == MISSING).all()
+    assert (out[1, [KP["neck"], KP["r_shoulder"], KP["l_hip"], KP["r_ankle"]]] == back[[1, 2, 11, 10]]).all()
+    unliftable = front.copy()
+    unliftable[KP["r_hip"]] = MISSING
+    assert (openpose_visibility(unliftable[None])[0] == unliftable).all()

@@ -45,6 +45,8 @@ class AnnotateConfig:
     visibility: float = 0.3   # a joint below this BlazePose visibility becomes -1
     pad: float = 0.75         # the crop sits on a square canvas pad x its longer side larger on each side
     frame: int = 384          # ... resized to frame x frame pixels for the estimator
+    openpose_visibility: bool = False   # drop the joints OpenPose would not report at the pose's view (the face
+                                        # of a back view; reid_aug.keypoints.blazepose.openpose_visibility)
     workers: int = 0          # estimator processes; 0 = one per CPU core
     chunk: int = 16           # images per task sent to a worker
 
@@ -60,8 +62,10 @@ class AnnotateConfig:
     @property
     def estimator_settings(self) -> dict:
         """What decides the keypoints (a partial run continues only with the same)."""
-        return {"estimator": "mediapipe-pose-full", "visibility": self.visibility, "pad": self.pad,
-                "frame": self.frame}
+        out = {"estimator": "mediapipe-pose-full", "visibility": self.visibility, "pad": self.pad, "frame": self.frame}
+        if self.openpose_visibility:
+            out["openpose_visibility"] = True
+        return out
 
 
 def load_annotate_config(recipe=None, overrides=()) -> AnnotateConfig:
@@ -142,7 +146,8 @@ def _init_worker(cfg: AnnotateConfig) -> None:
     from reid_aug.keypoints.blazepose import BlazePose
 
     try:
-        _WORKER.update(estimator=BlazePose(cfg.pad, cfg.frame), visibility=cfg.visibility)
+        _WORKER.update(estimator=BlazePose(cfg.pad, cfg.frame), visibility=cfg.visibility,
+                       openpose_visibility=cfg.openpose_visibility)
     except Exception as e:  # noqa: BLE001 - a Pool re-spawns workers whose initializer fails, forever:
         _WORKER["error"] = e  # keep the error and raise it from the first task instead
 
@@ -151,7 +156,7 @@ def _estimate_chunk(items: list[tuple[str, str]]) -> list[tuple[str, list | None
     """``[(name, path)]`` -> ``[(name, keypoints (18, 2) as lists or None, error or None)]`` in the worker."""
     from PIL import Image
 
-    from reid_aug.keypoints.blazepose import to_openpose18
+    from reid_aug.keypoints.blazepose import openpose_visibility, to_openpose18
 
     if "error" in _WORKER:
         raise _WORKER["error"]
@@ -164,6 +169,8 @@ def _estimate_chunk(items: list[tuple[str, str]]) -> list[tuple[str, list | None
             out.append((name, None, f"{type(e).__name__}: {e}"))
             continue
         kp = to_openpose18(_WORKER["estimator"].points(rgb), rgb.shape[:2], _WORKER["visibility"])
+        if _WORKER.get("openpose_visibility"):
+            kp = openpose_visibility(kp[None])[0]
         out.append((name, kp.tolist(), None))
     return out
 

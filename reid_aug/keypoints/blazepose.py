@@ -137,6 +137,25 @@ def world_yaw(joints: np.ndarray) -> float:
     return float(np.degrees(np.arctan2(s[2], s[0])))
 
 
+def openpose_visibility(kps: np.ndarray) -> np.ndarray:
+    """(N, 18, 2) keypoints with the joints OpenPose would not report at each pose's view set to -1: BlazePose
+    places nose, eyes and ears in back views too, OpenPose (and so Market's annotations) does not. The view is the
+    analytic lift's yaw (:mod:`reid_aug.views`), the rule :func:`reid_aug.views.rotate.visible_at` (fitted on
+    Market's annotations); a pose that cannot be lifted is kept as it is."""
+    from reid_aug.views.lift import lift_poses
+    from reid_aug.views.rotate import visible_at
+
+    kps = np.array(kps, dtype=np.int16, copy=True)
+    lifted = lift_poses(kps)
+    ok = lifted.ok
+    if ok.any():
+        hide = ~visible_at(lifted.yaw[ok])
+        sub = kps[ok]
+        sub[hide] = MISSING
+        kps[ok] = sub
+    return kps
+
+
 class BlazePose:
     """One MediaPipe Pose estimator (one per process): ``points(rgb)`` -> (33, 3) crop coordinates or None."""
 

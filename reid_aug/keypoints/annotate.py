@@ -45,7 +45,7 @@ class AnnotateConfig:
     visibility: float = 0.3   # a joint below this BlazePose visibility becomes -1
     pad: float = 0.75         # the crop sits on a square canvas pad x its longer side larger on each side
     frame: int = 384          # ... resized to frame x frame pixels for the estimator
-    openpose_visibility: bool = False   # drop the joints OpenPose would not report at the pose's view (the face
+    openpose_visibility: bool = True    # drop the joints OpenPose would not report at the pose's view (the face
                                         # of a back view; reid_aug.keypoints.blazepose.openpose_visibility)
     workers: int = 0          # estimator processes; 0 = one per CPU core
     chunk: int = 16           # images per task sent to a worker

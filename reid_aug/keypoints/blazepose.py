@@ -137,11 +137,15 @@ def world_yaw(joints: np.ndarray) -> float:
     return float(np.degrees(np.arctan2(s[2], s[0])))
 
 
-def openpose_visibility(kps: np.ndarray) -> np.ndarray:
-    """(N, 18, 2) keypoints with the joints OpenPose would not report at each pose's view set to -1: BlazePose
+FACE_JOINTS = (0, 14, 15, 16, 17)    # nose, eyes, ears
+
+
+def openpose_visibility(kps: np.ndarray, joints=FACE_JOINTS) -> np.ndarray:
+    """(N, 18, 2) keypoints with the ``joints`` OpenPose would not report at each pose's view set to -1: BlazePose
     places nose, eyes and ears in back views too, OpenPose (and so Market's annotations) does not. The view is the
     analytic lift's yaw (:mod:`reid_aug.views`), the rule :func:`reid_aug.views.rotate.visible_at` (fitted on
-    Market's annotations); a pose that cannot be lifted is kept as it is."""
+    Market's annotations); a pose that cannot be lifted is kept as it is. Only the face by default: on Market the
+    rule for arms hid more wrists than OpenPose misses (benchmarks/results/annotate/)."""
     from reid_aug.views.lift import lift_poses
     from reid_aug.views.rotate import visible_at
 
@@ -150,6 +154,9 @@ def openpose_visibility(kps: np.ndarray) -> np.ndarray:
     ok = lifted.ok
     if ok.any():
         hide = ~visible_at(lifted.yaw[ok])
+        keep_rule = np.zeros(hide.shape[1], dtype=bool)
+        keep_rule[list(joints)] = True
+        hide &= keep_rule
         sub = kps[ok]
         sub[hide] = MISSING
         kps[ok] = sub

@@ -63,7 +63,8 @@ def generator_subset(gen, generator: str | Path) -> tuple[int, int]:
     for where in (getattr(config, "data", None), getattr(gen, "dataset", None), rec.get("data"),
                   (rec.get("config") or {}).get("data") if isinstance(rec.get("config"), dict) else None):
         found = _subset_in(where)
-        if found is not False:
+        # every image (0) is also what a config says by default: a record further on may still name a subset
+        if found is not False and found[0]:
             return found
     return (0, 0)
 

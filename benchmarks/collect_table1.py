@@ -25,11 +25,12 @@ def main(src: Path) -> None:
     t1, _ = collect(src, out, TABLE1, with_samples=True)
     ran = [(n, label) for n, label in LEVERS if (src / n / "run.json").is_file()]
     lv, _ = collect(src, out, ran, with_samples=True)
-    not_run = [label.split(", ", 1)[1] for n, label in LEVERS if (n, label) not in ran]
+    not_run = [(n, label.split(", ", 1)[1]) for n, label in LEVERS if (n, label) not in ran]
     if not_run:
+        names = " ".join(n.replace("stage2_", "") for n, _ in not_run)
         lv.append("")
-        lv.append(f"Built but not measured (CPU time of the session): {'; '.join(not_run)} "
-                  "(`benchmarks/stage2_levers_cpu.sh` runs them: `LEVERS=\"d_every4 lambda_ramp\"`).")
+        lv.append(f"Built but not measured (CPU time of the session): {'; '.join(t for _, t in not_run)} "
+                  f"(`LEVERS=\"{names}\" bash benchmarks/stage2_levers_cpu.sh`).")
     text = "\n".join([
         "# PG²'s Table 1 at CPU scale, and what makes stage II help", "",
         f"Commands: `OUT={src} bash benchmarks/table1_cpu.sh` (rows in two parallel lists), "

@@ -37,6 +37,8 @@ class DemoConfig:
     generator: str = "pg2"              # the generator family; its toy recipe is <generator>_toy
     generator_recipe: str = ""          # another recipe instead of <generator>_toy
     generator_set: dict = field(default_factory=dict)
+    # per generator family, merged under generator_set (demo_quick sizes each family's toy run)
+    generator_sets: dict = field(default_factory=dict)
     eval_limit: int = 0                 # 0 = every test pair
     poses_per_id: int = 6
     strategy: str = "diverse"
@@ -56,7 +58,7 @@ class DemoConfig:
                 value = getattr(self, name)
                 value = list(value) if isinstance(value, tuple) else value
                 raise ConfigError(f"--set {name}={value}: {what}")
-        for name in ("generator_set", "reid_set"):
+        for name in ("generator_set", "reid_set", "generator_sets"):
             if not isinstance(getattr(self, name), dict):
                 raise ConfigError(f"demo option {name} must be a mapping of recipe keys, e.g. "
                                   f"--set {name}.train.epochs=2")
@@ -64,6 +66,18 @@ class DemoConfig:
     @property
     def generator_recipe_name(self) -> str:
         return self.generator_recipe or f"{self.generator}_toy"
+
+    @property
+    def generator_overrides(self) -> list[str]:
+        """``generator_sets[generator]`` with ``generator_set`` over it, as dotted overrides."""
+        return as_overrides(_merged(self.generator_sets.get(self.generator) or {}, self.generator_set))
+
+
+def _merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def demo_config(quick: bool = False, overrides=()) -> DemoConfig:
@@ -90,7 +104,7 @@ def _resolve_steps(cfg: DemoConfig, out: Path):
     from reid_aug.synthesis.config import SynthesisConfig, check_config
 
     data = out / "data"
-    gen_cfg, _ = resolve_training(str(data), cfg.generator_recipe_name, as_overrides(cfg.generator_set))
+    gen_cfg, _ = resolve_training(str(data), cfg.generator_recipe_name, cfg.generator_overrides)
     synth = SynthesisConfig(generator=None, out=str(out / "synthesized"), dataset=str(data),
                             poses_per_id=cfg.poses_per_id, strategy=cfg.strategy, seed=cfg.seed)
     # checked before the generator exists; it is filled in below

@@ -152,3 +152,28 @@ def test_synthesize_and_evaluate_take_a_defgan_run(tiny_toy, tmp_path):
                                             "max_identities=3", "workers=1"])
     summary = synthesize(scfg)
     assert summary["written"] == 6 and summary["stage"] == "defgan"
+
+
+def test_the_demo_takes_either_generator():
+    from reid_aug.demo import demo_config
+
+    quick = demo_config(quick=True, overrides=["generator=defgan"])
+    assert quick.generator_recipe_name == "defgan_toy" and "train.steps=40" in quick.generator_overrides
+    pg2 = demo_config(quick=True, overrides=["generator_set.train.g1_iters=7"])
+    assert "train.g1_iters=7" in pg2.generator_overrides and "train.g2_iters=20" in pg2.generator_overrides
+    cfg, _ = resolve_training("toy", quick.generator_recipe_name, quick.generator_overrides)
+    assert cfg.family == "defgan" and cfg.train.steps == 40
+
+
+def test_demo_report_names_the_generator_of_the_family(tmp_path):
+    from reid_aug.report.demo_report import d_loss_caption
+    from reid_aug.rundir import GeneratorRun
+
+    run = GeneratorRun(tmp_path / "r")
+    run.path.mkdir()
+    run.log_csv.write_text("stage,step,d_loss\ndefgan,1,0.02\n")
+    run.config.write_text("family: defgan\nloss: {nn_weight: 0.01}\n")
+    text = d_loss_caption(run)
+    assert "G2" not in text and "the generator" in text and "λ = 0.01" in text
+    run.config.write_text("family: pg2\nloss: {lambda_l1: 10}\n")
+    assert "G2 refines G1's image" in d_loss_caption(run)

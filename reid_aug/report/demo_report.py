@@ -77,14 +77,17 @@ def d_loss_caption(run) -> str:
     if "d_loss" not in df or not df["d_loss"].notna().any():
         return ""
     last = float(df["d_loss"].dropna().iloc[-1])
+    pg2 = (cfg or {}).get("family", "pg2") == "pg2"
+    g = "G2" if pg2 else "the generator"
     if last >= 0.1:
-        return f"The discriminator loss ends at {last:.2g}: D and G2 are still competing."
-    lam = ((cfg or {}).get("loss") or {}).get("lambda_l1")
+        return f"The discriminator loss ends at {last:.2g}: D and {g} are still competing."
+    lam = ((cfg or {}).get("loss") or {}).get("lambda_l1" if pg2 else "nn_weight")
     weight = f" (weight λ = {lam:g})" if isinstance(lam, (int, float)) else ""
-    return (f"The discriminator loss falls to {last:.2g}: D tells real from generated images almost perfectly "
-            "(it wins, and the G adversarial loss rises). Its gradient to G2 then saturates, so G2 learns mostly "
-            f"from the L1 term{weight}, i.e. it refines G1's image rather than being pushed towards realism; "
-            "compare the two stages with `reid-aug evaluate-generator RUN --stage g1`.")
+    text = (f"The discriminator loss falls to {last:.2g}: D tells real from generated images almost perfectly "
+            f"(it wins, and the G adversarial loss rises). Its gradient to {g} then saturates, so {g} learns "
+            f"mostly from the {'L1' if pg2 else 'reconstruction'} term{weight}")
+    return text + ("; i.e. G2 refines G1's image rather than being pushed towards realism; compare the two stages "
+                   "with `reid-aug evaluate-generator RUN --stage g1`." if pg2 else ".")
 
 
 def _generator_table(metrics_json: Path) -> tuple[str, str]:

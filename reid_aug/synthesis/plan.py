@@ -210,9 +210,9 @@ def build_plan(index, poses_per_id: int, strategy: str = "random", seed: int = 0
                                              index.keypoints_for(table["source"].unique().tolist()))))
 
 
-def _liftable(index, src: _Sources) -> _Sources:
-    """``src`` with only the sources whose pose can be lifted (torso complete); identities left without one
-    are skipped (the view strategies turn the source's own pose)."""
+def _liftable(index, src: _Sources) -> tuple[_Sources, dict]:
+    """``src`` with only the sources whose pose can be lifted (torso complete), and their yaw; identities left
+    without one are skipped (the view strategies turn the source's own pose)."""
     from reid_aug.synthesis.view_strategies import liftable_sources
 
     names = [n for ns in src.by_pid.values() for n in ns]
@@ -224,23 +224,20 @@ def _liftable(index, src: _Sources) -> _Sources:
                     "are skipped by the view strategies: %s", len(dropped), _first(dropped))
     by_pid = {p: ns for p, ns in by_pid.items() if ns}
     return _Sources(src.train, by_pid, [p for p in src.partial if p in by_pid], sorted(src.skipped + dropped),
-                    [p for p in src.pids if p in by_pid])
+                    [p for p in src.pids if p in by_pid]), yaw
 
 
 def _build_view_plan(index, poses_per_id: int, strategy: str, seed: int, max_identities, *, per_image, keep,
                      image_size, angles) -> SynthesisPlan:
     """:func:`build_plan` for the view strategies: targets are the sources' own poses, rotated."""
-    from reid_aug.synthesis.view_strategies import (DEFAULT_ANGLES, VIEW_STRATEGIES, liftable_sources,
-                                                    rotated_targets)
+    from reid_aug.synthesis.view_strategies import DEFAULT_ANGLES, VIEW_STRATEGIES, rotated_targets
     from reid_aug.views.viewpoint import view_labels
 
-    src = _liftable(index, source_images(index, keep))
+    src, yaw = _liftable(index, source_images(index, keep))
     pids = src.pids[: int(max_identities)] if max_identities is not None else src.pids
     if not pids:
         raise DatasetError(f"no training identity of {index.root} has a source image whose pose can be lifted")
     units = _units(src, pids, per_image, poses_per_id, seed)
-    names = sorted({n for _, _, items in units for n, _ in items})
-    yaw, _ = liftable_sources(names, index.keypoints_for(names))
     choice = VIEW_STRATEGIES[strategy].choose(units, yaw, int(seed), tuple(angles or DEFAULT_ANGLES))
     camid_of = dict(zip(src.train["name"], src.train["camid"]))
     rows = []

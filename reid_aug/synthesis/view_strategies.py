@@ -96,12 +96,13 @@ def rotated_targets(source_kps: np.ndarray, angles: np.ndarray, own_sizes, image
 
     out = np.empty((len(source_kps), 18, 2), np.int16)
     sizes = np.asarray(own_sizes, dtype=np.int64).reshape(-1, 2)
-    for size in np.unique(sizes, axis=0):
-        sel = (sizes == size).all(axis=1)
-        idx = np.flatnonzero(sel)
-        for i in idx:       # one lift per image: rotate_poses takes one angle list for all of its poses
-            rot = rotate_poses(source_kps[i:i + 1], [angles[i]], tuple(int(v) for v in size)).keypoints[0, 0]
-            out[i] = scale_keypoints(rot, tuple(int(v) for v in size), tuple(image_size)) if image_size else rot
+    angles = np.asarray(angles, dtype=np.float64)
+    groups = np.concatenate([sizes, angles[:, None]], axis=1)
+    for g in np.unique(groups, axis=0):        # one rotate_poses call per (frame size, angle)
+        idx = np.flatnonzero((groups == g).all(axis=1))
+        size = (int(g[0]), int(g[1]))
+        rot = rotate_poses(source_kps[idx], [g[2]], size).keypoints[:, 0]
+        out[idx] = scale_keypoints(rot, size, tuple(image_size)) if image_size else rot
     return out
 
 

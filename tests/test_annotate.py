@@ -237,7 +237,8 @@ def test_round_trip_on_real_images_agrees_with_the_openpose_annotations(market_r
     pck = np.mean([np.hypot(*(a - b)) <= 12.8 for a, b in both])
     assert len(both) >= 60 and pck >= 0.75      # a left/right swap gives about 0.45
     # CUHK03: variable sizes, coordinates in each image's own pixels; the reader takes the files through the pointer
-    ann.annotate_dataset(cuhk_root, ann.AnnotateConfig(workers=2, chunk=3), limit=6)
+    # --out: never write into the shared dataset, whatever its permissions; the pointer leads the reader there
+    ann.annotate_dataset(cuhk_root, ann.AnnotateConfig(workers=2, chunk=3), out=tmp_path / "cuhk", limit=6)
     index = load_dataset(cuhk_root)
     from reid_aug.pairs.torch_dataset import _IndexedImages
 

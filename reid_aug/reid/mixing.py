@@ -17,8 +17,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from reid_aug.reid.data import SYNTHESIZED_DSETID
-
 
 def mixed_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, synthesized: torch.Tensor, eps_real: float,
                         eps_synth: float, weight: float, mix: str) -> torch.Tensor:
@@ -119,7 +117,3 @@ def join_batches(real: dict, synth: dict) -> dict:
         out[key] = torch.cat([torch.as_tensor(real[key]), torch.as_tensor(synth[key])])
     out["impath"] = list(real.get("impath", [])) + list(synth.get("impath", []))
     return out
-
-
-def is_synthesized(data: dict) -> torch.Tensor:
-    return torch.as_tensor(data["dsetid"]) == SYNTHESIZED_DSETID

@@ -197,6 +197,11 @@ class BenchmarkDir(_Folder):
     def bars_png(self) -> Path:
         return self.path / "bars.png"
 
+    @property
+    def curves_png(self) -> Path:
+        """Rank-1 / mAP during training (``eval.curve_every``)."""
+        return self.path / "curves.png"
+
     def model_file(self, tag: str) -> Path:
         """``models/<variant>_seed<S>.pt``."""
         return self.path / "models" / f"{tag}.pt"

@@ -432,3 +432,37 @@ def test_iteration_budget_cuts_the_last_epoch_and_steps_lr_by_iterations(tiny_to
     assert [h["lr_end"] for h in resumed["history"]] == pytest.approx([h["lr_end"] for h in straight["history"]])
     with pytest.raises(ValueError, match="cannot reach"):
         train_epochs(engine(), 2, tmp_path / "c.pt", **kw)
+
+
+def test_training_curve_is_recorded_drawn_and_leaves_training_unchanged(tiny_toy, tmp_path):
+    """eval.curve_every = 1: one evaluation per epoch in the record and in curves.png; the last point is the
+    final model's result, and the losses and final metrics equal a run without the curve (RNG put back)."""
+    from reid_aug.reid.experiment import resolve_benchmark, run_benchmark
+
+    base = ["train.epochs=2", "train.batch_size=8", "data.height=64", "data.width=32", "data.batch_size_test=32",
+            "data.workers=0", "train.max_iters_per_epoch=3", "data.val_ids=4", "eval.split=val"]
+    runs = {}
+    for every in (0, 1):
+        cfg = resolve_benchmark(model="osnet_x0_25", recipe="reid_toy", pretrained=False,
+                                overrides=base + [f"eval.curve_every={every}"])
+        out = run_benchmark(cfg, dataset=str(tiny_toy), seeds=[0], baseline_only=True, out_dir=tmp_path / f"b{every}")
+        runs[every] = json.loads((out / "results.json").read_text())["runs"]["baseline_seed0"]
+    plain, curved = runs[0], runs[1]
+    assert "curve" not in plain and not (tmp_path / "b0" / "curves.png").exists()
+    assert [p["epoch"] for p in curved["curve"]] == [1, 2] and [p["iterations"] for p in curved["curve"]] == [3, 6]
+    assert curved["curve"][-1]["mAP"] == pytest.approx(curved["mAP"])
+    assert curved["curve"][-1]["rank1"] == pytest.approx(curved["rank1"])
+    assert [h["loss"] for h in curved["history"]] == pytest.approx([h["loss"] for h in plain["history"]], rel=1e-6)
+    assert curved["mAP"] == pytest.approx(plain["mAP"], rel=1e-6)
+    assert (tmp_path / "b1" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "curves.png" in (tmp_path / "b1" / "report.md").read_text()
+
+
+def test_training_curve_keeps_the_final_point_between_evaluations():
+    from reid_aug.reid.experiment import training_curve
+
+    hist = [{"epoch": 1, "iterations": 5}, {"epoch": 2, "iterations": 5, "curve_rank1": 0.2, "curve_mAP": 0.1},
+            {"epoch": 3, "iterations": 2}]
+    assert training_curve(hist, {"rank1": 0.3, "mAP": 0.25}) == [
+        {"epoch": 2, "iterations": 10, "rank1": 0.2, "mAP": 0.1},
+        {"epoch": 3, "iterations": 12, "rank1": 0.3, "mAP": 0.25}]

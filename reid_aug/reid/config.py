@@ -81,6 +81,9 @@ class TrainConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     split: str = "test"                 # test (the dataset's query/gallery) | val (data.val_ids held-out identities)
+    # > 0: also evaluate on eval.split every this many epochs (and after the last): the training curve that shows
+    # whether an epoch budget has converged (issue 14: chosen on split val, never on test); drawn in curves.png
+    curve_every: int = 0
     ranks: tuple[int, ...] = (1, 5, 10, 20)
     max_rank: int = 50
     dist_metric: str = "euclidean"      # torchreid's: squared Euclidean | cosine
@@ -131,6 +134,8 @@ def validate(cfg: BenchmarkConfig) -> None:
     bad = [x for x in d.transforms if x not in TRANSFORMS]
     if bad:
         raise ConfigError(f"data.transforms has unknown {bad}; known: {TRANSFORMS}")
+    if e.curve_every < 0:
+        raise ConfigError(f"eval.curve_every={e.curve_every}; expected >= 0 (0 = no curve)")
     if e.dist_metric not in DIST_METRICS:
         raise ConfigError(f"eval.dist_metric={e.dist_metric!r}; expected one of {DIST_METRICS}")
     if t.epochs < 1 or t.batch_size < 1:

@@ -82,7 +82,7 @@ def make_engine_class():
 
 def train_epochs(engine, epochs: int, checkpoint_path: Path, max_iters_per_epoch: int = 0, desc: str = "train",
                  on_epoch_end: Callable[[int, dict], None] | None = None, total_iters: int = 0,
-                 lr_step_iters: int = 0) -> dict:
+                 lr_step_iters: int = 0, evaluate_epoch: Callable[[int, dict], dict] | None = None) -> dict:
     """Run ``epochs`` epochs of ``engine.forward_backward``, resuming from ``checkpoint_path``.
 
     ``max_iters_per_epoch > 0`` cuts every epoch after that many iterations. ``total_iters > 0``
@@ -90,7 +90,8 @@ def train_epochs(engine, epochs: int, checkpoint_path: Path, max_iters_per_epoch
     ``lr_step_iters > 0`` steps the LR scheduler every ``lr_step_iters`` iterations (counted over
     the whole run) instead of at every epoch end: the scheduler then counts epochs of another
     length, e.g. the augmented run's, so an iteration-matched baseline sees the augmented run's
-    learning rate at every step.
+    learning rate at every step. ``evaluate_epoch(epoch, record)`` (optional) returns metrics that join the
+    epoch's history record before its checkpoint is written (the training curve survives a resume).
 
     The checkpoint (model, optimizer, scheduler, RNG states, epoch, elapsed seconds, loss
     history) is written atomically after every epoch, so a killed run loses at most one epoch.
@@ -122,6 +123,8 @@ def train_epochs(engine, epochs: int, checkpoint_path: Path, max_iters_per_epoch
         rec = {"epoch": epoch + 1, "iterations": n_batches, "loss": sums["loss"] / max(1, n_batches),
                "acc": sums["acc"] / max(1, sums["n_acc"]), "lr": lr, "lr_end": engine.get_current_lr(),
                "seconds": time.time() - t0}
+        if evaluate_epoch is not None:
+            rec.update(evaluate_epoch(epoch + 1, rec))
         history.append(rec)
         log.info("%s epoch %d/%d: %d it, loss %.4f acc %.3f lr %.2e (%.1fs)", desc, epoch + 1, epochs, n_batches,
                  rec["loss"], rec["acc"], lr, rec["seconds"])

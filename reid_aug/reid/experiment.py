@@ -175,7 +175,8 @@ def train_and_evaluate(exp: Experiment, variant: str, seed: int) -> dict:
     ckpt = exp.folder.resume_checkpoint(tag)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     train = train_epochs(engine, plan["epochs"], ckpt, desc=tag, max_iters_per_epoch=t.max_iters_per_epoch,
-                         total_iters=plan["total_iters"], lr_step_iters=plan["lr_step_iters"])
+                         total_iters=plan["total_iters"], lr_step_iters=plan["lr_step_iters"],
+                         evaluate_epoch=_curve_hook(exp, model, splits, tag))
     if train["iterations"] != plan["total_iters"]:
         raise AssertionError(f"{tag} took {train['iterations']} iterations, the plan said {plan['total_iters']}")
     model_path = exp.folder.model_file(tag)
@@ -191,9 +192,50 @@ def train_and_evaluate(exp: Experiment, variant: str, seed: int) -> dict:
            "budget": plan["budget"], "training_plan": plan,
            "final_loss": train["history"][-1]["loss"] if train["history"] else None,
            "history": train["history"], "init": init, "model_path": str(model_path)}
+    if cfg.eval.curve_every > 0:
+        rec["curve"] = training_curve(train["history"], metrics)
     log.info("%s: rank-1 %.4f  mAP %.4f  (train %.0fs, eval %.0fs)", tag, rec.get("rank1", float("nan")),
              rec["mAP"], rec["train_s"], rec["eval_s"])
     return rec
+
+
+def _curve_hook(exp: Experiment, model, splits, tag: str):
+    """``eval.curve_every = k > 0``: every k-th epoch, rank-1 / mAP on the reported split (val or test). The
+    global RNG state is put back afterwards, so that the curve leaves the training itself unchanged."""
+    from reid_aug.reid.evaluation import evaluate_model
+    from reid_aug.runtime import get_rng_state, set_rng_state
+
+    k = exp.cfg.eval.curve_every
+    if k <= 0:
+        return None
+
+    def evaluate_epoch(epoch: int, _rec: dict) -> dict:
+        if epoch % k:
+            return {}
+        state = get_rng_state()     # the feature loaders draw their seeds from the global generator
+        try:
+            m = evaluate_model(model, splits, exp.cfg, exp.device, f"{tag} epoch {epoch}")
+        finally:
+            set_rng_state(state)
+        log.info("%s epoch %d on %s: rank-1 %.4f mAP %.4f", tag, epoch, exp.cfg.eval.split, m.get("rank1", 0.0),
+                 m["mAP"])
+        return {"curve_rank1": m.get("rank1"), "curve_mAP": m["mAP"]}
+
+    return evaluate_epoch
+
+
+def training_curve(history: list[dict], final: dict) -> list[dict]:
+    """``[{"epoch", "iterations" (cumulative), "rank1", "mAP"}, ...]``: the epochs evaluated during training,
+    then the final model (its last epoch) where that epoch was not among them."""
+    curve, done = [], 0
+    for h in history:
+        done += h["iterations"]
+        if "curve_mAP" in h:
+            curve.append({"epoch": h["epoch"], "iterations": done, "rank1": h["curve_rank1"], "mAP": h["curve_mAP"]})
+    if history and (not curve or curve[-1]["epoch"] != history[-1]["epoch"]):
+        curve.append({"epoch": history[-1]["epoch"], "iterations": done, "rank1": final.get("rank1"),
+                      "mAP": final["mAP"]})
+    return curve
 
 
 def _mixing(t) -> tuple | None:
@@ -314,4 +356,5 @@ def _report_info(exp: Experiment) -> dict:
 
 
 __all__ = ["resolve_benchmark", "run_benchmark", "prepare_experiment", "train_and_evaluate", "init_model",
+           "training_curve",
            "Experiment", "VARIANTS"]

@@ -191,6 +191,37 @@ def bar_chart(runs: dict, seeds: Sequence[int], path: Path) -> None:
     plt.close(fig)
 
 
+def curve_chart(runs: dict, path: Path, split: str = "test") -> bool:
+    """Rank-1 and mAP against training iterations of every run with a ``curve`` (``eval.curve_every``), one
+    line per run (baseline grey, augmented blue). Returns False (nothing drawn) where no run has one."""
+    with_curve = {tag: rec for tag, rec in runs.items() if rec.get("curve")}
+    if not with_curve:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=120)
+    colors = {"baseline": "#7f8c9a", "augmented": "#2a7ab9"}
+    for tag, rec in sorted(with_curve.items()):
+        its = [p["iterations"] for p in rec["curve"]]
+        for ax, key in zip(axes, ("rank1", "mAP")):
+            ax.plot(its, [100 * (p[key] or 0.0) for p in rec["curve"]], marker="o", ms=3, lw=1.2,
+                    color=colors.get(rec.get("variant"), "#444444"), label=tag)
+    for ax, name in zip(axes, ("rank-1", "mAP")):
+        ax.set_xlabel("training iterations")
+        ax.set_ylabel(f"{name} on {split} (%)")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"Re-ID during training, evaluated on the {split} split", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return True
+
+
 # --------------------------------------------------------------------------- report
 def _plan_of(variant: str, runs: dict, plan: dict | None) -> dict | None:
     if plan and variant in plan:
@@ -292,6 +323,7 @@ def write_report(out_dir: str | Path, results: dict, seeds: Sequence[int], gener
     bar_chart(runs, seeds, folder.bars_png)
     gen = read_generator_metrics(generator_eval)
     ev = cfg.get("eval", {})
+    curves = curve_chart(runs, folder.curves_png, ev.get("split", "test"))
     rerank = bool(ev.get("rerank"))
     notes = generator_notes(gen)
     lines = [
@@ -305,6 +337,7 @@ def write_report(out_dir: str | Path, results: dict, seeds: Sequence[int], gener
         *setup_lines(setup, train_info or {}), "",
         budget_note(cfg.get("train", {}), runs, (train_info or {}).get("plan")), "",
         f"![rank-1 and mAP, baseline vs augmented]({folder.bars_png.name})", "",
+        *([f"![rank-1 and mAP during training]({folder.curves_png.name})", ""] if curves else []),
         f"mAP definition: {MAP_DEFINITION}. CMC/mAP computed by `reid_aug.reid.ranking.evaluate_rank`, equal to "
         "torchreid's `eval_market1501`." + (f" Re-ranking: k-reciprocal (k1 = {ev.get('k1')}, k2 = {ev.get('k2')}, "
                                             f"lambda = {ev.get('lambda_value')})." if rerank else ""), "",

@@ -74,3 +74,21 @@ def test_validation_split_holds_out_training_identities(tiny_toy, augmented, tmp
                             overrides=SMALL[:-1] + ["data.val_ids=3", "eval.split=val"])
     out = run_benchmark(cfg, dataset=str(tiny_toy), augmented_dir=augmented, seeds=[0], out_dir=tmp_path / "v")
     assert "**Validation** (not the test split)" in (out / "report.md").read_text()
+
+
+def test_sweep_cells_share_identical_baselines_only(tiny_toy, augmented, tmp_path, monkeypatch):  # noqa: F811
+    """Cells that differ only in keys acting on synthesized images take the baseline runs over from an earlier
+    cell; a key that changes the baseline (the learning rate) trains its own."""
+    from reid_aug.reid import experiment
+
+    trained, real = [], experiment.train_and_evaluate
+    monkeypatch.setattr(experiment, "train_and_evaluate", lambda *a, **k: trained.append(a[1:3]) or real(*a, **k))
+    grid = parse_grid(["train.lr=0.001,0.002", "train.synthetic_ratio=0.25,0.5"])
+    out = run_sweep(grid, recipe="reid_toy", overrides=SMALL + ["train.mix=batch"], dataset=str(tiny_toy),
+                    augmented=augmented, seeds=[0], out_dir=tmp_path / "sw", model="osnet_x0_25", pretrained=False)
+    assert trained == [("baseline", 0), ("augmented", 0), ("augmented", 0)] * 2    # lr 0.001: 2 cells, lr 0.002: 2
+    names = [cell_name(c) for c in cells(grid)]
+    recs = [json.loads((out / "cells" / n / "results.json").read_text())["runs"]["baseline_seed0"] for n in names]
+    assert "reused_from" not in recs[0] and "reused_from" not in recs[2]
+    assert names[0] in recs[1]["reused_from"] and names[2] in recs[3]["reused_from"]
+    assert recs[1]["mAP"] == recs[0]["mAP"] and recs[3]["mAP"] == recs[2]["mAP"]

@@ -42,7 +42,8 @@ from reid_aug.errors import ReidAugError, WeightsMissingError
 from reid_aug.reid.budget import build_optimizer, describe_plan, iters_per_epoch, schedule_warning, training_plan
 from reid_aug.reid.config import BenchmarkConfig, with_cli
 from reid_aug.reid.models import build_model, find_imagenet_weights, load_backbone_weights, save_reid_model
-from reid_aug.reid.results import check_same_setup, load_results, reuse_baselines, run_seeds, write_results
+from reid_aug.reid.results import (check_same_setup, load_results, reuse_baselines, reuse_shared_baselines, run_seeds,
+                                   write_results)
 from reid_aug.rundir import BenchmarkDir, GeneratorRun, SynthesizedSet
 from reid_aug.runtime import resolve_device
 
@@ -277,7 +278,8 @@ def _default_generator_eval(augmented_dir: Path | None) -> Path | None:
 def run_benchmark(cfg: BenchmarkConfig, dataset: str | None = None, augmented_dir: str | Path | None = None,
                   seeds: Sequence[int] = (0,), weights: str | Path | None = None,
                   generator_eval: str | Path | None = None, out_dir: str | Path | None = None,
-                  baseline_from: str | Path | None = None, baseline_only: bool = False) -> Path:
+                  baseline_from: str | Path | None = None, baseline_only: bool = False,
+                  shared_baselines: Sequence[str | Path] = ()) -> Path:
     """Train/evaluate baseline and augmented models for every seed; write the report. Returns ``out_dir``.
 
     ``dataset`` / ``augmented_dir`` None: the newest synthesized set under runs/ and its dataset
@@ -285,7 +287,8 @@ def run_benchmark(cfg: BenchmarkConfig, dataset: str | None = None, augmented_di
     ``out_dir`` None: :meth:`reid_aug.rundir.BenchmarkDir.default` (model, dataset and set in the name).
     ``baseline_from``: another benchmark folder whose baseline runs are taken over instead of trained again, where
     they are exactly comparable (same dataset, config, weights and baseline training plan; only the augmented
-    folder differs), e.g. to compare several augmented sets against one baseline.
+    folder differs), e.g. to compare several augmented sets against one baseline. ``shared_baselines``: folders
+    tried in turn the same way, passing over those that are not comparable (a sweep's earlier cells).
     """
     from reid_aug.reid.inputs import resolve_benchmark_inputs
 
@@ -300,12 +303,12 @@ def run_benchmark(cfg: BenchmarkConfig, dataset: str | None = None, augmented_di
     try:
         exp = prepare_experiment(cfg, dataset, augmented_dir, weights, out_dir)
         gen_eval = Path(generator_eval) if generator_eval is not None else _default_generator_eval(augmented_dir)
-        return _run(exp, list(seeds), gen_eval, baseline_from)
+        return _run(exp, list(seeds), gen_eval, baseline_from, shared_baselines)
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _open_results(exp: Experiment, seeds: list[int], baseline_from) -> dict:
+def _open_results(exp: Experiment, seeds: list[int], baseline_from, shared=()) -> dict:
     """The folder's results (refused if another setup wrote them) with ``--baseline-from``'s baselines taken
     over; written before any training, so that a later run with another setup is refused instead of
     resuming these checkpoints."""
@@ -316,17 +319,19 @@ def _open_results(exp: Experiment, seeds: list[int], baseline_from) -> dict:
     results = {"setup": exp.setup, "seeds": run_seeds(results.get("runs", {})), "runs": results.get("runs", {})}
     if baseline_from is not None:
         reuse_baselines(results, exp.setup, exp.plan, seeds, Path(baseline_from), folder.path)
-        results["seeds"] = run_seeds(results["runs"])
+    if shared:
+        reuse_shared_baselines(results, exp.setup, exp.plan, seeds, shared, folder.path)
+    results["seeds"] = run_seeds(results["runs"])
     save_config(exp.cfg, folder.config)
     write_results(folder.results_json, results)
     return results
 
 
-def _run(exp: Experiment, seeds: list[int], gen_eval: Path | None, baseline_from=None) -> Path:
+def _run(exp: Experiment, seeds: list[int], gen_eval: Path | None, baseline_from=None, shared=()) -> Path:
     from reid_aug.reid.data import validate_images
     from reid_aug.reid.tables import write_report
 
-    results = _open_results(exp, seeds, baseline_from)
+    results = _open_results(exp, seeds, baseline_from, shared)
     todo = [(v, s) for s in seeds for v in exp.variants if f"{v}_seed{s}" not in results["runs"]]
     done = len(seeds) * len(exp.variants) - len(todo)
     if done:

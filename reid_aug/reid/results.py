@@ -60,6 +60,29 @@ def run_seeds(runs: dict) -> list[int]:
     return sorted({int(r["seed"]) for r in runs.values()})
 
 
+# train keys that act on synthesized images only: two benchmarks that differ only in them train the same baseline
+SYNTHESIZED_ONLY_KEYS = ("labels", "mix", "synthetic_ratio", "synthetic_weight", "synthetic_label_smooth", "teacher",
+                         "teacher_temperature", "teacher_weight", "teacher_ramp")
+
+
+def reuse_shared_baselines(results: dict, setup: dict, plan: dict, seeds, candidates, out_dir: Path) -> int:
+    """:func:`reuse_baselines` from the first of ``candidates`` (benchmark folders, e.g. a sweep's earlier cells)
+    whose baselines are comparable; the others are passed over. Returns how many runs were taken over."""
+    for source in candidates:
+        if not BenchmarkDir(source).results_json.is_file() or Path(source).resolve() == Path(out_dir).resolve():
+            continue
+        before = dict(results["runs"])
+        try:
+            n = reuse_baselines(results, setup, plan, seeds, Path(source), out_dir)
+        except ReidAugError as e:
+            results["runs"] = before
+            log.debug("baselines of %s not shared: %s", source, e)
+            continue
+        if n:
+            return n
+    return 0
+
+
 def reuse_baselines(results: dict, setup: dict, plan: dict, seeds, source: Path, out_dir: Path) -> int:
     """Copy comparable baseline runs of the benchmark in ``source`` into ``results``; returns how many."""
     src_file = BenchmarkDir(source).results_json if source.is_dir() else source
@@ -68,14 +91,15 @@ def reuse_baselines(results: dict, setup: dict, plan: dict, seeds, source: Path,
     other = load_results(src_file)
     if not other:
         raise ReidAugError(f"--baseline-from {source}: no results.json there")
-    skip = {"augmented_dir", "augmented_manifest_sha256"}
+    skip = {"augmented_dir", "augmented_manifest_sha256", "teacher_sha256"}
 
     def baseline_view(s: dict) -> dict:
-        # train.labels only labels synthesized images: a baseline has none, so it does not tell baselines apart
+        # keys that act on synthesized images only do not tell baselines apart (a baseline has none; where they
+        # change its length, e.g. train.mix under the iterations budget, the training plans below differ)
         out = {k: v for k, v in s.items() if k not in skip}
         if isinstance(out.get("config"), dict):
             out["config"] = {**out["config"], "train": {k: v for k, v in out["config"].get("train", {}).items()
-                                                        if k != "labels"}}
+                                                        if k not in SYNTHESIZED_ONLY_KEYS}}
         return out
 
     mine, theirs = baseline_view(comparable_setup(setup)), baseline_view(comparable_setup(other.get("setup")) or {})

@@ -70,10 +70,13 @@ def run_sweep(grid, *, recipe=None, overrides=(), dataset=None, augmented=None, 
         if aug is None:
             raise ConfigError("the sweep needs a synthesized set: --augmented DIR or --grid augmented=DIR1,DIR2")
         configs.append((cell, cfg, aug))
-    for i, (cell, cfg, aug) in enumerate(configs, start=1):
+    folders = [out / "cells" / cell_name(c) for c, _, _ in configs]
+    for i, ((cell, cfg, aug), folder) in enumerate(zip(configs, folders), start=1):
         log.info("sweep cell %d/%d: %s", i, len(configs), cell_name(cell))
+        # cells whose baselines are the same runs (e.g. only the synthesized set or train.synthetic_ratio
+        # differs) take them over from an earlier cell instead of training them again
         run_benchmark(cfg, dataset=dataset, augmented_dir=aug, seeds=list(seeds), weights=weights,
-                      out_dir=out / "cells" / cell_name(cell))
+                      out_dir=folder, shared_baselines=folders[:i - 1])
     rows = [summarize_cell(out / "cells" / cell_name(c), c, seeds) for c, _, _ in configs]
     write_summary(out, rows, [k for k, _ in grid], list(seeds))
     return out

@@ -90,3 +90,40 @@ def test_a_log_of_an_earlier_version_keeps_its_rows_by_column_name(tmp_path):
     rows = list(csv.DictReader(path.open()))
     assert [(r["step"], r["loss"], r["id_ce"], r["wall_s"]) for r in rows] == [("1", "0.5", "", "1.0"),
                                                                                 ("2", "0.4", "", "2.0")]
+
+
+def test_nn_loss_on_the_identity_networks_stem(tiny_toy, tmp_path):
+    """loss.nn_features=reid: the NN loss on the frozen network's stem (known answer: its conv1 on the
+    torchreid-normalised input); zero for identical images; gradient to G's output, none to the network;
+    refused without loss.identity.model; a Deformable GAN run trains with it and logs the NN term."""
+    from reid_aug.generator.defgan.config import DefGANConfig
+    from reid_aug.generator.defgan.nn_loss import nearest_neighbour_loss
+    from reid_aug.generator.family import get_family
+
+    reid = _reid_file(tmp_path, tiny_toy)
+    cfg = load_config(DefGANConfig, "defgan_toy", ["loss.nn_features=reid", f"loss.identity.model={reid}"])
+    loss = get_family("defgan").nn_loss(cfg, torch.device("cpu"))
+    torch.manual_seed(1)
+    a = torch.rand(2, 3, 64, 32) * 2 - 1
+    b = torch.rand(2, 3, 64, 32) * 2 - 1
+    net = loss.features.identity.net
+    x = (((a + 1) / 2) - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / \
+        torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    assert loss.features.identity.size == (64, 32)     # the network's input size: no resize here
+    ref = net.conv1(x)
+    assert torch.allclose(loss.features(a), ref, atol=1e-5) and ref.shape[1] == 16     # OSNet x0.25 stem
+    assert float(loss(a, a)) == 0.0
+    g = a.clone().requires_grad_(True)
+    value = loss(g, b)
+    value.backward()
+    assert value > 0 and g.grad.abs().sum() > 0
+    assert all(p.grad is None for p in net.parameters()) and not net.training
+    want = nearest_neighbour_loss(loss.features(a), loss.features(b), cfg.loss.nn_k)
+    assert float(loss(a, b)) == pytest.approx(float(want), rel=1e-6)
+    with pytest.raises(ConfigError, match="nn_features=reid"):
+        load_config(DefGANConfig, "defgan_toy", ["loss.nn_features=reid"])
+    run = _run(tiny_toy, tmp_path / "dg", "train.steps=2", "loss.nn_features=reid", f"loss.identity.model={reid}",
+               recipe="defgan_toy", base=["model.width=2", "model.d_width=2", "train.batch_size=4",
+                                          "train.num_workers=0", "train.tensorboard=false", "train.log_every=1",
+                                          "train.n_samples=2"])
+    assert float(_log(run)[-1]["nn"]) > 0

@@ -114,6 +114,38 @@ class IdentityLoss(nn.Module):
         return total, {k: v.detach() for k, v in terms.items()}
 
 
+class ReidEarlyFeatures(nn.Module):
+    """The first stage of a frozen :class:`IdentityLoss` network as dense features for Deformable GAN's
+    nearest-neighbour loss (``loss.nn_features: reid``), the offline counterpart of VGG-19 ``conv1_2``:
+    ``(B, 3, H, W)`` in [-1, 1] -> ``(B, C, h, w)`` after the stem's ReLU (OSNet ``conv1``: C = 16 for x0.25,
+    ResNet ``conv1/bn1/relu``: C = 64), h, w = half the network's input size."""
+
+    def __init__(self, identity: IdentityLoss):
+        super().__init__()
+        self.identity = identity
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.identity.net.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        net, x = self.identity.net, self.identity._prepare(x)
+        if isinstance(net.conv1, nn.Conv2d):         # torchvision-style ResNet stem
+            return net.relu(net.bn1(net.conv1(x)))
+        return net.conv1(x)                          # OSNet: ConvLayer = conv + BN + ReLU
+
+
+def identity_network(cfg, device) -> IdentityLoss:
+    """The frozen identity network of a generator config (``loss.identity.model``, checked against the
+    config's ``data`` subset), loaded once per (file, device, subset)."""
+    ic = cfg.loss.identity
+    key = (str(ic.model), str(device), cfg.data.train_per_id, cfg.data.subset_seed)
+    if key not in _CACHE:
+        _CACHE[key] = IdentityLoss(ic, (cfg.data.train_per_id, cfg.data.subset_seed)).to(device)
+    return _CACHE[key]
+
+
 ID_TERMS = ("id_feature", "id_ce", "id_perceptual")
 _CACHE: dict = {}
 
@@ -124,10 +156,7 @@ def identity_terms(cfg, fake: torch.Tensor, target: torch.Tensor, src_names) -> 
     ic = cfg.loss.identity
     if not ic.active:
         return fake.new_zeros((), dtype=torch.float32), {}
-    key = (str(ic.model), str(fake.device), cfg.data.train_per_id, cfg.data.subset_seed)
-    if key not in _CACHE:
-        _CACHE[key] = IdentityLoss(ic, (cfg.data.train_per_id, cfg.data.subset_seed)).to(fake.device)
-    mod = _CACHE[key]
+    mod = identity_network(cfg, fake.device)
     mod.cfg = ic
     return mod(fake, target, src_names)
 

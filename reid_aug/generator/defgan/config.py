@@ -13,7 +13,7 @@ from reid_aug.generator.defgan.generator import WARP_SKIPS
 from reid_aug.generator.identity import IdentityLossConfig
 
 STAGE = "defgan"                  # one adversarial stage: G and D from the start
-NN_FEATURES = ("patch", "vgg19")
+NN_FEATURES = ("patch", "vgg19", "reid")
 INTERPOLATIONS = ("nearest", "bilinear")
 
 
@@ -35,7 +35,8 @@ class DefGANLossConfig:
     nn_weight: float = 0.01         # lambda of the nearest-neighbour loss (official l1_penalty_weight)
     nn_k: int = 3                   # nn_loss_area_size (Market; 5 for DeepFashion)
     nn_features: str = "patch"      # "vgg19": the paper's conv1_2 (torch cache or loss.vgg_weights);
-                                    # "patch": raw 5x5 patches, the offline default (a recorded deviation)
+                                    # "patch": raw 5x5 patches, the offline default (a recorded deviation);
+                                    # "reid": the stem of loss.identity.model (a Re-ID net on the real images)
     nn_reduction: str = "mean"      # official: channels summed, positions and batch averaged
     vgg_weights: str = ""           # a torchvision vgg19 state dict for nn_features=vgg19 ("" = the torch cache)
     l1_weight: float = 0.0          # plain pixel L1 (the ablations' "L1" rows)
@@ -94,6 +95,9 @@ def validate(cfg: DefGANConfig) -> None:
         (m.width >= 1 and m.d_width >= 1, "model.width and model.d_width must be >= 1"),
         (lo.gan == "bce", f"loss.gan={lo.gan!r}: only 'bce' (the official cross-entropy)"),
         (lo.nn_features in NN_FEATURES, f"loss.nn_features={lo.nn_features!r}: expected one of {NN_FEATURES}"),
+        (lo.nn_features != "reid" or bool(lo.identity.model),
+         "loss.nn_features=reid takes its features from loss.identity.model: set it to a `reid-aug benchmark` "
+         "model file trained on the same real images"),
         (lo.nn_k >= 1 and lo.nn_k % 2 == 1, f"loss.nn_k={lo.nn_k}: must be odd and >= 1"),
         (lo.nn_reduction in ("mean", "sum"), f"loss.nn_reduction={lo.nn_reduction!r}: expected mean or sum"),
         (lo.nn_weight >= 0 and lo.l1_weight >= 0, "loss.nn_weight and loss.l1_weight must be >= 0"),

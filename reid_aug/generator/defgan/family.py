@@ -70,14 +70,23 @@ class DefGANFamily(GeneratorFamily):
         return torch.optim.Adam(params, lr=t.lr if group == "g" else t.d_lr, betas=tuple(t.betas))
 
     def nn_loss(self, cfg: DefGANConfig, device: torch.device):
-        """The nearest-neighbour loss module of ``cfg`` (VGG-19 conv1_2 loaded once, or 5x5 patches)."""
+        """The nearest-neighbour loss module of ``cfg`` (VGG-19 conv1_2 loaded once, the identity network's
+        stem, or 5x5 patches)."""
         from reid_aug.generator.defgan.nn_loss import NearestNeighbourLoss, PatchFeatures
         from reid_aug.generator.defgan.vgg import load_vgg19_conv12
 
         lo = cfg.loss
-        key = (lo.nn_features, lo.nn_k, lo.nn_reduction, lo.vgg_weights, str(device))
+        key = (lo.nn_features, lo.nn_k, lo.nn_reduction, lo.vgg_weights, lo.identity.model, cfg.data.train_per_id,
+               cfg.data.subset_seed, str(device))
         if key not in self._nn_loss:
-            feats = load_vgg19_conv12(lo.vgg_weights or None) if lo.nn_features == "vgg19" else PatchFeatures(5)
+            if lo.nn_features == "vgg19":
+                feats = load_vgg19_conv12(lo.vgg_weights or None)
+            elif lo.nn_features == "reid":
+                from reid_aug.generator.identity import ReidEarlyFeatures, identity_network
+
+                feats = ReidEarlyFeatures(identity_network(cfg, device))
+            else:
+                feats = PatchFeatures(5)
             self._nn_loss[key] = NearestNeighbourLoss(feats, lo.nn_k, lo.nn_reduction).to(device)
         return self._nn_loss[key]
 

@@ -308,13 +308,17 @@ def benchmark_cmd(model, dataset, augmented_dir, baseline_only, recipe, override
 @click.option("--pretrained/--no-pretrained", default=None, help="ImageNet initialisation (default: the recipe's).")
 @click.option("--weights", type=click.Path(path_type=Path), default=None, help="ImageNet weights file.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Sweep folder.")
-def sweep_cmd(grid, dataset, augmented_dir, model, recipe, overrides, seeds, labels, pretrained, weights, out_dir):
+@click.option("--baseline-from", "baseline_from", multiple=True, type=click.Path(path_type=Path),
+              help="A benchmark folder (e.g. another sweep's cell) whose comparable baselines the cells take over "
+                   "instead of training them again (repeatable; folders that are not comparable are passed over).")
+def sweep_cmd(grid, dataset, augmented_dir, model, recipe, overrides, seeds, labels, pretrained, weights, out_dir,
+              baseline_from):
     """Run a grid of benchmark cells x seeds (resumable); one table and plot of paired deltas with 95 % intervals."""
     from reid_aug.reid.sweep import parse_grid, run_sweep
 
     out = run_sweep(parse_grid(grid), recipe=recipe, overrides=overrides, dataset=dataset, augmented=augmented_dir,
                     seeds=_parse_seeds(seeds), out_dir=out_dir, model=model, pretrained=pretrained, labels=labels,
-                    weights=weights)
+                    weights=weights, baseline_from=baseline_from)
     click.echo(f"sweep: {out / 'sweep.md'}")
 
 

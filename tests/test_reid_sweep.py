@@ -92,3 +92,12 @@ def test_sweep_cells_share_identical_baselines_only(tiny_toy, augmented, tmp_pat
     assert "reused_from" not in recs[0] and "reused_from" not in recs[2]
     assert names[0] in recs[1]["reused_from"] and names[2] in recs[3]["reused_from"]
     assert recs[1]["mAP"] == recs[0]["mAP"] and recs[3]["mAP"] == recs[2]["mAP"]
+    # another sweep takes the baselines over from this one's cells (--baseline-from), passing over the others
+    trained.clear()
+    other = run_sweep(parse_grid(["train.synthetic_weight=0.5"]), recipe="reid_toy",
+                      overrides=SMALL + ["train.mix=batch", "train.lr=0.002"], dataset=str(tiny_toy),
+                      augmented=augmented, seeds=[0], out_dir=tmp_path / "sw2", model="osnet_x0_25", pretrained=False,
+                      baseline_from=[out / "cells" / n for n in names])
+    assert trained == [("augmented", 0)]
+    rec = json.loads((other / "cells" / "train.synthetic_weight=0.5" / "results.json").read_text())["runs"]
+    assert names[2] in rec["baseline_seed0"]["reused_from"] and rec["baseline_seed0"]["mAP"] == recs[2]["mAP"]

@@ -55,8 +55,11 @@ def cell_name(cell: dict[str, str]) -> str:
 
 
 def run_sweep(grid, *, recipe=None, overrides=(), dataset=None, augmented=None, seeds=(0, 1, 2), out_dir,
-              model=None, pretrained=None, labels=None, weights=None) -> Path:
-    """Run (or resume) every cell, then write ``OUT/sweep.{md,csv,json,png}``. Returns ``OUT``."""
+              model=None, pretrained=None, labels=None, weights=None, baseline_from=()) -> Path:
+    """Run (or resume) every cell, then write ``OUT/sweep.{md,csv,json,png}``. Returns ``OUT``.
+
+    ``baseline_from``: benchmark folders (e.g. another sweep's cells) whose comparable baselines the cells take
+    over, tried before this sweep's earlier cells; a folder whose baselines are not comparable is passed over."""
     from reid_aug.reid.experiment import resolve_benchmark, run_benchmark
 
     out = Path(out_dir)
@@ -76,7 +79,7 @@ def run_sweep(grid, *, recipe=None, overrides=(), dataset=None, augmented=None, 
         # cells whose baselines are the same runs (e.g. only the synthesized set or train.synthetic_ratio
         # differs) take them over from an earlier cell instead of training them again
         run_benchmark(cfg, dataset=dataset, augmented_dir=aug, seeds=list(seeds), weights=weights,
-                      out_dir=folder, shared_baselines=folders[:i - 1])
+                      out_dir=folder, shared_baselines=[*map(Path, baseline_from), *folders[:i - 1]])
     rows = [summarize_cell(out / "cells" / cell_name(c), c, seeds) for c, _, _ in configs]
     write_summary(out, rows, [k for k, _ in grid], list(seeds))
     return out

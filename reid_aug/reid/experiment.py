@@ -40,6 +40,7 @@ import torch
 from reid_aug.config import load_config, save_config, to_dict
 from reid_aug.errors import ReidAugError, WeightsMissingError
 from reid_aug.reid.budget import build_optimizer, describe_plan, iters_per_epoch, schedule_warning, training_plan
+from reid_aug.reid.claims import claim, claim_path, held_elsewhere, release, results_lock
 from reid_aug.reid.config import BenchmarkConfig, with_cli
 from reid_aug.reid.models import build_model, find_imagenet_weights, load_backbone_weights, save_reid_model
 from reid_aug.reid.results import (check_same_setup, load_results, reuse_baselines, reuse_shared_baselines, run_seeds,
@@ -311,20 +312,50 @@ def run_benchmark(cfg: BenchmarkConfig, dataset: str | None = None, augmented_di
 def _open_results(exp: Experiment, seeds: list[int], baseline_from, shared=()) -> dict:
     """The folder's results (refused if another setup wrote them) with ``--baseline-from``'s baselines taken
     over; written before any training, so that a later run with another setup is refused instead of
-    resuming these checkpoints."""
+    resuming these checkpoints. Under the results lock: other processes may work on the same folder."""
     folder = exp.folder
     folder.path.mkdir(parents=True, exist_ok=True)
-    results = load_results(folder.results_json)
-    check_same_setup(results, exp.setup, folder.path)
-    results = {"setup": exp.setup, "seeds": run_seeds(results.get("runs", {})), "runs": results.get("runs", {})}
-    if baseline_from is not None:
-        reuse_baselines(results, exp.setup, exp.plan, seeds, Path(baseline_from), folder.path)
-    if shared:
-        reuse_shared_baselines(results, exp.setup, exp.plan, seeds, shared, folder.path)
-    results["seeds"] = run_seeds(results["runs"])
-    save_config(exp.cfg, folder.config)
-    write_results(folder.results_json, results)
+    with results_lock(folder.results_json):
+        results = load_results(folder.results_json)
+        check_same_setup(results, exp.setup, folder.path)
+        results = {"setup": exp.setup, "seeds": run_seeds(results.get("runs", {})), "runs": results.get("runs", {})}
+        if baseline_from is not None:
+            reuse_baselines(results, exp.setup, exp.plan, seeds, Path(baseline_from), folder.path)
+        if shared:
+            reuse_shared_baselines(results, exp.setup, exp.plan, seeds, shared, folder.path)
+        results["seeds"] = run_seeds(results["runs"])
+        save_config(exp.cfg, folder.config)
+        write_results(folder.results_json, results)
     return results
+
+
+def _merge_runs(exp: Experiment, runs: dict, shared=(), seed=None) -> dict:
+    """Add ``runs`` to ``results.json`` as it is on disk now (other processes' runs kept), and with ``shared``
+    take over the comparable baseline of ``seed`` from those folders; the merged results."""
+    path = exp.folder.results_json
+    with results_lock(path):
+        results = load_results(path)
+        results["runs"] = {**results.get("runs", {}), **runs}
+        if shared:
+            reuse_shared_baselines(results, exp.setup, exp.plan, [seed], shared, exp.folder.path)
+        results["seeds"] = run_seeds(results["runs"])
+        write_results(path, results)
+    return results
+
+
+SHARED_POLL_S = 15.0      # how often a process waiting for a shared baseline looks again
+
+
+def _await_shared_baseline(exp: Experiment, tag: str, shared, seed: int) -> dict:
+    """While another process trains baseline ``tag`` in one of the ``shared`` folders, wait for it; then take it
+    over where comparable. The merged results."""
+    polls = 0
+    while any(held_elsewhere(Path(c), tag) for c in shared):
+        if polls % 40 == 0:
+            log.info("%s: another process is training it in a shared folder; waiting for it", tag)
+        time.sleep(SHARED_POLL_S)
+        polls += 1
+    return _merge_runs(exp, {}, shared, seed)
 
 
 def _run(exp: Experiment, seeds: list[int], gen_eval: Path | None, baseline_from=None, shared=()) -> Path:
@@ -340,11 +371,22 @@ def _run(exp: Experiment, seeds: list[int], gen_eval: Path | None, baseline_from
     if todo and exp.cfg.data.check_images:
         validate_images(exp.splits.get("augmented", exp.splits["baseline"]), workers=max(1, exp.cfg.data.workers))
     for variant, seed in todo:
-        results["runs"][f"{variant}_seed{seed}"] = train_and_evaluate(exp, variant, seed)
-        results["seeds"] = run_seeds(results["runs"])
-        write_results(exp.folder.results_json, results)
-        # the finished model lives in models/ and results.json marks the run done: its resume state goes
-        exp.folder.resume_checkpoint(f"{variant}_seed{seed}").unlink(missing_ok=True)
+        tag = f"{variant}_seed{seed}"
+        if variant == "baseline" and shared:
+            results = _await_shared_baseline(exp, tag, shared, seed)
+        if tag in load_results(exp.folder.results_json).get("runs", {}):
+            continue                                    # finished by another process meanwhile
+        if not claim(exp.folder.path, tag):
+            log.info("%s: being trained by another process (%s): passed over", tag,
+                     claim_path(exp.folder.path, tag))
+            continue
+        try:
+            results = _merge_runs(exp, {tag: train_and_evaluate(exp, variant, seed)})
+            # the finished model lives in models/ and results.json marks the run done: its resume state goes
+            exp.folder.resume_checkpoint(tag).unlink(missing_ok=True)
+        finally:
+            release(exp.folder.path, tag)
+    results = load_results(exp.folder.results_json)
     write_report(exp.folder.path, results, seeds=seeds, generator_eval=gen_eval, train_info=_report_info(exp))
     return exp.folder.path
 

@@ -178,6 +178,9 @@ def test_result_sentence_and_spread_only_with_two_or_more_seeds(tmp_path):
     # deltas -14, -10, -14: mean -12.7, sd 2.3, t(0.975, 2) = 4.303 -> half-width 5.7
     assert "by -12.7 ± 2.3 (95 % CI [-18.4, -6.9]) points" in text and "over 3 seeds" in text
     assert "mean ± std" in results_table(three, [0, 1, 2], gen, rerank=False)
+    base_only = {"baseline_seed0": one["baseline_seed0"]}
+    assert "no synthesized set" in headline(base_only, [0])
+    assert "no augmented run has finished yet" in headline(base_only, [0], augmented=True)
 
     import matplotlib
 

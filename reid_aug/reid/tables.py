@@ -291,8 +291,9 @@ def _delta_text(vals: list[float]) -> str:
     return f"{m:+.1f} ± {sd:.1f} (95 % CI [{m - half:+.1f}, {m + half:+.1f}])"
 
 
-def headline(runs: dict, seeds: Sequence[int]) -> str:
-    """The report's first sentence: what happened, in numbers."""
+def headline(runs: dict, seeds: Sequence[int], augmented: bool = False) -> str:
+    """The report's first sentence: what happened, in numbers (``augmented``: the benchmark has a synthesized
+    set, so a report without augmented runs is one whose augmented runs have not finished yet)."""
     d1, d2 = paired_deltas(runs, seeds, "rank1"), paired_deltas(runs, seeds, "mAP")
     if not d1:
         base = [r for r in runs.values() if r.get("variant") == "baseline"]
@@ -300,8 +301,9 @@ def headline(runs: dict, seeds: Sequence[int]) -> str:
             return "No run has finished yet."
         r1 = _mean_std([r["rank1"] for r in base])
         mp = _mean_std([r["mAP"] for r in base])
-        return (f"Only the baseline was trained ({len(base)} seed(s), no synthesized set): rank-1 {r1} %, "
-                f"mAP {mp} %.")
+        what = ("no augmented run has finished yet (stopped, or still in training elsewhere)" if augmented
+                else "no synthesized set")
+        return f"Only the baseline was trained ({len(base)} seed(s), {what}): rank-1 {r1} %, mAP {mp} %."
     if len(d1) == 1:
         how = "one seed: an anecdote, not a measurement; run --seeds 0,1,2"
     else:
@@ -328,7 +330,7 @@ def write_report(out_dir: str | Path, results: dict, seeds: Sequence[int], gener
     notes = generator_notes(gen)
     lines = [
         "# Re-ID benchmark: baseline vs augmented", "",
-        headline(runs, seeds), "",
+        headline(runs, seeds, bool(setup.get("augmented_dir"))), "",
         results_table(runs, seeds, gen, rerank), "",
         "Values in %; s<N> = seed N; delta = augmented - baseline (paired by seed, percentage points); "
         "generator metrics from " + (f"`{gen['source']}`" if gen.get("source") else "no records") + ".",

@@ -301,9 +301,9 @@ def headline(runs: dict, seeds: Sequence[int], augmented: bool = False) -> str:
             return "No run has finished yet."
         r1 = _mean_std([r["rank1"] for r in base])
         mp = _mean_std([r["mAP"] for r in base])
-        what = ("no augmented run has finished yet (stopped, or still in training elsewhere)" if augmented
-                else "no synthesized set")
-        return f"Only the baseline was trained ({len(base)} seed(s), {what}): rank-1 {r1} %, mAP {mp} %."
+        what = ("; no augmented run has finished yet, stopped or still training elsewhere" if augmented
+                else ", no synthesized set")
+        return f"Only the baseline was trained ({len(base)} seed(s){what}): rank-1 {r1} %, mAP {mp} %."
     if len(d1) == 1:
         how = "one seed: an anecdote, not a measurement; run --seeds 0,1,2"
     else:

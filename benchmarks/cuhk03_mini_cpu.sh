@@ -8,11 +8,12 @@
 #    source pose): K = 10 per identity (2,000 images) and K = 2 per image (Deformable GAN's protocol, 3,870);
 # 2. validation stage (choose the epoch budget; the test split is not read): 50 of the 200 training identities
 #    held out (data.val_ids=50, eval.split=val), baseline + batch-mixed augmented run, 30 and 60 epochs, the
-#    curve every 5 epochs;
+#    curve every 5 epochs (recorded: the 60-epoch baseline's curve flattens after its decay -> EPOCHS=60);
 # 3. test stage, 3 seeds, paired 95 % intervals: batch mixing (CamStyle: each batch = the baseline's 32 real
-#    images + 12 generated) with K per identity vs K per image, and pool mixing with the epoch budget (the
-#    augmented run passes over the real images as often as the baseline);
-# 4. records: python benchmarks/collect_sweep.py OUT/<sweep> benchmarks/results/cuhk03_mini/<sweep>.
+#    images + 12 generated) with K per identity, then K per image; two processes share the sweep (run claims);
+# 4. how much identity the generated images carry (benchmarks/identity_judge.py, two baseline models as judges);
+# 5. teacher soft labels (DG-Net) on the same images, the seed-0 baseline as the teacher;
+# 6. records: python benchmarks/collect_sweep.py OUT/<sweep> benchmarks/results/cuhk03_mini/<sweep>.
 # Environment: GEN (a Market-1501 generator run), OUT, CUHK (the dataset), SEEDS, EPOCHS (the chosen budget).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,9 +38,19 @@ for e in 30 60; do
 done
 
 stamp "test stage, epochs $EPOCHS, seeds $SEEDS"
-$CLI sweep --recipe reid_cpu_small --dataset "$CUHK" --grid "augmented=$OUT/syn_k10,$OUT/syn_img2" \
-    --set train.mix=batch --set train.epochs="$EPOCHS" --set train.budget=epochs --seeds "$SEEDS" --out "$OUT/test_batch"
-$CLI sweep --recipe reid_cpu_small --dataset "$CUHK" --grid "augmented=$OUT/syn_k10" \
-    --set train.mix=pool --set train.epochs="$EPOCHS" --set train.budget=epochs --seeds "$SEEDS" --out "$OUT/test_pool" \
-    --baseline-from "$OUT/test_batch/cells/augmented=syn_k10"
+test=(--recipe reid_cpu_small --dataset "$CUHK" --set train.mix=batch --set train.epochs="$EPOCHS"
+      --set train.budget=epochs --set eval.curve_every=0 --seeds "$SEEDS")
+$CLI sweep "${test[@]}" --grid "augmented=$OUT/syn_k10,$OUT/syn_img2" --out "$OUT/test_batch" &
+sleep 60   # a second process on the same sweep trains the runs the first has not claimed
+$CLI sweep "${test[@]}" --grid "augmented=$OUT/syn_k10,$OUT/syn_img2" --out "$OUT/test_batch"
+wait
+
+stamp "identity judge"
+models="$OUT/test_batch/cells/augmented=syn_k10/models"
+python benchmarks/identity_judge.py "$OUT/syn_k10" --reid-model "$models/baseline_seed0.pt" \
+    --reid-model "$models/baseline_seed1.pt" --out "$OUT/identity_judge.json"
+
+stamp "teacher soft labels"
+$CLI sweep "${test[@]}" --grid "augmented=$OUT/syn_k10" --labels teacher --set train.teacher="$models/baseline_seed0.pt" \
+    --baseline-from "$OUT/test_batch/cells/augmented=syn_k10" --out "$OUT/test_teacher"
 stamp "done"

@@ -39,11 +39,20 @@ def wanted(run: Path) -> list[tuple[Path, bool]]:
     return [(p, True) for p in required] + [(p, False) for p in optional]
 
 
+def copy_record(src: Path, dst: Path) -> None:
+    """Copy one record file (atomically), refusing one too large for the repository."""
+    from reid_aug.utils.io import atomic_write_bytes
+
+    if src.stat().st_size > MAX_BYTES:
+        raise SystemExit(f"{src} is {src.stat().st_size >> 20} MiB: too large for the repository")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(dst, src.read_bytes())
+
+
 def collect(run: Path, dest: Path) -> list[str]:
     """Copy the record files; return the ones that were missing."""
     from reid_aug.report.demo_report import plot_loss_curves
     from reid_aug.rundir import GeneratorRun
-    from reid_aug.utils.io import atomic_write_bytes
 
     missing = []
     for src, required in wanted(run):
@@ -51,12 +60,8 @@ def collect(run: Path, dest: Path) -> list[str]:
             if required:
                 missing.append(str(src))
             continue
-        if src.stat().st_size > MAX_BYTES:
-            raise SystemExit(f"{src} is {src.stat().st_size >> 20} MiB: too large for the repository")
         part, *rest = src.relative_to(run).parts
-        dst = dest / part / "_".join(rest)                     # eval/metrics.json -> eval_metrics.json
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(dst, src.read_bytes())
+        copy_record(src, dest / part / "_".join(rest))         # eval/metrics.json -> eval_metrics.json
     gen = GeneratorRun(run / "generator")
     samples = sorted(gen.samples.glob("step_*.png"))
     if samples:

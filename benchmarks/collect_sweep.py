@@ -14,13 +14,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-MAX_BYTES = 4 << 20
+from collect_results import copy_record  # noqa: E402
 
 
 def collect(sweep: Path, dest: Path) -> list[str]:
     from reid_aug.rundir import BenchmarkDir
-    from reid_aug.utils.io import atomic_write_bytes
 
     files = [(sweep / f"sweep.{ext}", True) for ext in ("md", "csv", "json", "png")]
     for cell in sorted((sweep / "cells").glob("*")):
@@ -33,11 +33,7 @@ def collect(sweep: Path, dest: Path) -> list[str]:
             if required:
                 missing.append(str(src))
             continue
-        if src.stat().st_size > MAX_BYTES:
-            raise SystemExit(f"{src} is {src.stat().st_size >> 20} MiB: too large for the repository")
-        dst = dest / src.relative_to(sweep)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(dst, src.read_bytes())
+        copy_record(src, dest / src.relative_to(sweep))
     return missing
 
 

@@ -5,6 +5,7 @@ tests call directly.
 """
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -115,13 +116,18 @@ def annotate_cmd(dataset, out_dir, overwrite, workers, limit, recipe, overrides)
               help="Run folder (default: runs/<recipe>-<dataset>).")
 @click.option("--set", "overrides", multiple=True, help="Dotted override, e.g. --set train.lr=1e-4 (repeatable).")
 @click.option("--resume", is_flag=True, help="Continue from the run folder's latest checkpoint.")
+@click.option("--annotations", type=click.Path(path_type=Path), default=None,
+              help="Read keypoints from this folder (e.g. `annotate --out DIR`) instead of the dataset's own "
+                   "(= --set data.annotations=DIR).")
 @click.option("--dry-run", is_flag=True,
               help="Resolve the config, build the networks and data, run one forward pass; write nothing.")
-def train_generator_cmd(dataset, recipe, out_dir, overrides, resume, dry_run):
+def train_generator_cmd(dataset, recipe, out_dir, overrides, resume, annotations, dry_run):
     """Train a pose-transfer generator (PG²: stage I, then stage II) on DATASET (market | toy | PATH)."""
     from reid_aug.generator.train import resolve_training, train_generator
     from reid_aug.rundir import GeneratorRun
 
+    if annotations is not None:
+        overrides = (*overrides, f"data.annotations={json.dumps(str(annotations.resolve()))}")
     cfg, out_dir = resolve_training(dataset, recipe, overrides, out_dir)
     try:
         run_dir = train_generator(cfg, dataset, out_dir, resume=resume, dry_run=dry_run)
@@ -152,16 +158,19 @@ def train_generator_cmd(dataset, recipe, out_dir, overrides, resume, dry_run):
 @click.option("--batch-size", type=int, default=None, help="Pairs per batch (default 64).")
 @click.option("--limit", default=None, type=int, help="Evaluate only the first N pairs.")
 @click.option("--force", is_flag=True, help="Recompute even if eval/metrics.json holds this exact evaluation.")
+@click.option("--annotations", default=None,
+              help="Keypoints of the test pairs: a folder (`annotate --out DIR`) or `dataset` (its own); default: "
+                   "what the run trained with. Other keypoints than the run's write RUN/eval-kp-<name>.")
 @click.option("--recipe", default=None, help="Recipe name or YAML file (default: recipes/evaluate.yaml).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Dotted override, e.g. --set workers=0.")
 def evaluate_generator_cmd(run_dir, dataset, pairs_csv, inception_weights, protocol, stage, reid_model, batch_size,
-                           limit, force, recipe, overrides):
+                           limit, force, annotations, recipe, overrides):
     """SSIM, mask-SSIM, IS, mask-IS of a trained generator on the test pairs."""
     from reid_aug.metrics.evaluate_generator import evaluate_generator, format_records, load_evaluation_config
 
     cfg = load_evaluation_config(recipe, overrides, dict(
         dataset=dataset, pairs=pairs_csv, inception_weights=inception_weights, protocol=protocol, stage=stage,
-        reid_model=reid_model, batch_size=batch_size, limit=limit, force=force))
+        reid_model=reid_model, batch_size=batch_size, limit=limit, force=force, annotations=annotations))
     click.echo(format_records(evaluate_generator(run_dir, cfg)))
 
 

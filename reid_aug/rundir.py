@@ -84,10 +84,12 @@ class GeneratorRun(_Folder):
     def tensorboard(self) -> Path:
         return self.path / "tb"
 
-    def eval_dir(self, stage: str | None = None, last_stage: str | None = None) -> "EvalDir":
-        """``eval/`` for the last trained stage (or ``stage=None``), ``eval-<stage>/`` for an earlier one."""
+    def eval_dir(self, stage: str | None = None, last_stage: str | None = None, tag: str | None = None) -> "EvalDir":
+        """``eval/`` for the last trained stage (or ``stage=None``), ``eval-<stage>/`` for an earlier one;
+        ``tag`` (keypoints other than the run's, e.g. ``kp-dataset``) is appended: ``eval-kp-dataset/``."""
         earlier = stage is not None and last_stage is not None and stage != last_stage
-        return EvalDir(self.path / (f"eval-{stage}" if earlier else "eval"))
+        name = f"eval-{stage}" if earlier else "eval"
+        return EvalDir(self.path / (f"{name}-{tag}" if tag else name))
 
     def synthesized(self, poses_per_id: int) -> Path:
         return self.path / f"synthesized-{poses_per_id}"

@@ -249,13 +249,27 @@ def load_dataset(root: str | os.PathLike, check_images: bool = False,
     if len(dup_names):
         log.warning("%d image name(s) occur in more than one split, e.g. %s", len(dup_names), dup_names.iloc[0])
 
+    # The standard test pairs belong to the dataset, not to one set of keypoints: a folder given in place of the
+    # dataset's own (annotate's output) that has no pairs file keeps the dataset's (Market: the 12,000 pairs).
+    pairs_csv = _find_one(annotations_dir, "*pairs-test.csv")
+    if pairs_csv is None and annotations_dir_arg not in (None, False):
+        pairs_csv = _find_one(_annotations_dir(root, image_root, None), "*pairs-test.csv")
     index = DatasetIndex(root=root, image_root=image_root, annotations_dir=annotations_dir, table=table,
-                         keypoints=keypoints, test_pairs_csv=_find_one(annotations_dir, "*pairs-test.csv"),
-                         annotation_files=tuple(files))
+                         keypoints=keypoints, test_pairs_csv=pairs_csv, annotation_files=tuple(files))
     log.info("indexed %s: %s", image_root, ", ".join(f"{s} {int((table['split'] == s).sum())}" for s in SPLITS))
     if check_images:
         _check_images(table["path"].tolist())  # the argument shadows the function name
     return index
+
+
+def annotation_record(index: DatasetIndex, given: str | os.PathLike | None) -> dict:
+    """``{}`` for a dataset's own keypoints; else the folder read instead and its files' sha256 (run records)."""
+    if given is None:
+        return {}
+    from reid_aug.utils.io import sha256_file
+
+    return {"annotations": str(Path(given).resolve()),
+            "annotations_sha256": {p.name: sha256_file(p) for p in index.annotation_files}}
 
 
 def _annotations_dir(root: Path, image_root: Path, given) -> Path | None:

@@ -82,6 +82,9 @@ class DataConfig:
     # --set data.train_per_id=N` keep, so a generator for that regime never sees the images it drops.
     train_per_id: int = 0
     subset_seed: int = 0
+    # A folder of *annotation-{train,test}.csv (e.g. `reid-aug annotate DATASET --out DIR`) read instead of the
+    # dataset's own keypoints; null: the dataset's annotations/ folder (or the one `annotate` recorded for it).
+    annotations: str | None = None
 
 
 @dataclass(frozen=True)

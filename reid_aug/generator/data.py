@@ -132,17 +132,21 @@ class TrainingData:
 
 
 def load_training_data(dataset: str, image_size, pose_mode: str, n_samples: int, seed: int,
-                       mask_style: str = "defgan", train_per_id: int = 0, subset_seed: int = 0) -> TrainingData:
+                       mask_style: str = "defgan", train_per_id: int = 0, subset_seed: int = 0,
+                       annotations: str | None = None) -> TrainingData:
     """Index ``dataset`` (market | toy | PATH) and set up its training pairs and sample pairs.
+
+    ``annotations``: a folder of annotation files read instead of the dataset's own (recorded in ``info`` with the
+    files' sha256, so evaluate-generator and synthesize read the same keypoints).
 
     ``train_per_id`` > 0: only pairs among the images :func:`reid_aug.dataset.regime.kept_train` keeps (the
     low-data regime); the subset is recorded in ``info`` (and so in the checkpoint and run.json)."""
-    from reid_aug.dataset.market import load_dataset, resolve_dataset_root
+    from reid_aug.dataset.market import annotation_record, load_dataset, resolve_dataset_root
     from reid_aug.pairs.pairs import pairs_sha256, test_pairs, train_pairs
     from reid_aug.pairs.torch_dataset import PosePairDataset
 
     root = resolve_dataset_root(dataset)
-    index = load_dataset(root)
+    index = load_dataset(root, annotations_dir=annotations)
     pairs = train_pairs(index)
     subset = {}
     if train_per_id > 0:
@@ -160,7 +164,7 @@ def load_training_data(dataset: str, image_size, pose_mode: str, n_samples: int,
         raise DatasetError(f"no training pairs in {index.image_root}: the generator trains on two images of one "
                            f"identity whose shoulders and hips are annotated (annotations/*annotation-train.csv)")
     info = {"spec": str(dataset), "root": str(root), "n_pairs": int(len(pairs)), "pairs_sha256": pairs_sha256(pairs),
-            **subset}
+            **subset, **annotation_record(index, annotations)}
     size = tuple(image_size)
     train_set = PosePairDataset(index, pairs, flip=False, pose_mode=pose_mode, size=size, mask_style=mask_style)
     try:

@@ -83,7 +83,8 @@ def train_generator(cfg, dataset: str, out_dir: str | Path, resume: bool = False
         pose = getattr(cfg, "pose", None)     # the loss's pose mask (families without one: the default)
         data = load_training_data(dataset, cfg.model.image_size, cfg.model.pose_mode, t.n_samples, t.seed,
                                   mask_style=pose.mask_style if pose is not None else "defgan",
-                                  train_per_id=cfg.data.train_per_id, subset_seed=cfg.data.subset_seed)
+                                  train_per_id=cfg.data.train_per_id, subset_seed=cfg.data.subset_seed,
+                                  annotations=cfg.data.annotations)
         if dry_run:
             _dry_run(cfg, family, data, placement)
             return run.path

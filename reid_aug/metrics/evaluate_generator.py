@@ -157,6 +157,9 @@ class EvaluationConfig:
     torch hub cache; absent -> IS fields null with the reason). protocol: the SSIM protocol shown as ``ssim``
     (every protocol is recorded). stage: g1 | g2 (None: the last trained). reid_model: a ``benchmark`` Re-ID model
     for the identity-retrieval score. limit: the first N pairs. force: recompute a finished identical evaluation.
+    annotations: the keypoints of the test pairs (target poses, masks): None = the ones the run trained with,
+    ``dataset`` = the dataset's own, or a folder of annotation files (e.g. ``reid-aug annotate --out``). Keypoints
+    other than the run's go to ``eval[-<stage>]-kp-<name>/``.
     """
 
     dataset: str | None = None
@@ -170,6 +173,7 @@ class EvaluationConfig:
     device: str | None = None
     workers: int = 2
     force: bool = False
+    annotations: str | None = None
 
     def __post_init__(self):
         problems = [("protocol", self.protocol in PROTOCOLS, f"expected one of {', '.join(PROTOCOLS)}"),
@@ -210,10 +214,11 @@ class _Job:
     pairs_sha: str
     retrieval: "_IdentityRetrieval | None"
     eval_dir: Path
+    keypoints: dict
 
 
 def _prepare(run_dir: Path, cfg: EvaluationConfig) -> _Job:
-    from reid_aug.dataset.market import load_dataset
+    from reid_aug.dataset.market import annotation_record, load_dataset
     from reid_aug.generator.inference import load_generator
     from reid_aug.pairs import test_pairs
     from reid_aug.rundir import GeneratorRun
@@ -225,7 +230,9 @@ def _prepare(run_dir: Path, cfg: EvaluationConfig) -> _Job:
     stage = cfg.stage or gen.stages[-1]
     if stage not in gen.stages:
         raise MetricsError(f"{gen.path} has no trained {stage!r} stage (trained: {', '.join(gen.stages)})")
-    index = load_dataset(cfg.dataset if cfg.dataset is not None else _dataset_spec_of_run(run_dir, gen))
+    annotations, kp_tag = _annotations_of(cfg, gen)
+    index = load_dataset(cfg.dataset if cfg.dataset is not None else _dataset_spec_of_run(run_dir, gen),
+                         annotations_dir=annotations)
     pairs, pinfo = test_pairs(index, pairs_csv=cfg.pairs)
     n_total = len(pairs)
     if cfg.limit is not None:
@@ -237,7 +244,19 @@ def _prepare(run_dir: Path, cfg: EvaluationConfig) -> _Job:
     return _Job(cfg=cfg, proto=get_protocol(cfg.protocol), device=dev, scorer=scorer, gen=gen, stage=stage,
                 index=index, pairs=pairs, pinfo=pinfo, n_total=n_total,
                 pairs_sha=sha256_lines(f"{a},{b}" for a, b in zip(pairs["from"], pairs["to"])), retrieval=retrieval,
-                eval_dir=GeneratorRun(run_dir).eval_dir(stage, gen.stages[-1]).path)
+                eval_dir=GeneratorRun(run_dir).eval_dir(stage, gen.stages[-1], kp_tag).path,
+                keypoints=annotation_record(index, annotations) or {"annotations": None})
+
+
+def _annotations_of(cfg: EvaluationConfig, gen) -> tuple[str | None, str | None]:
+    """``(folder to read keypoints from (None: the dataset's own), eval-folder tag (None: the run's keypoints))``."""
+    trained = (getattr(gen, "dataset", None) or {}).get("annotations") if cfg.dataset is None else None
+    if cfg.annotations is None:
+        return trained, None
+    wanted = None if cfg.annotations == "dataset" else str(Path(cfg.annotations).resolve())
+    if wanted == trained:
+        return wanted, None
+    return wanted, "kp-dataset" if wanted is None else f"kp-{Path(wanted).name}"
 
 
 def _score_batch(job: _Job, batch: dict, scorers: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -327,6 +346,7 @@ def _records(job: _Job, per_pair: dict[str, torch.Tensor], scorers: dict, second
         "reid_model": job.retrieval.path if job.retrieval else None,
         "reid_model_sha256": job.retrieval.sha256 if job.retrieval else None,
         "device": str(job.device), "seconds": round(seconds, 1), "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **job.keypoints,
     }
     records = []
     for row in ROWS:
@@ -361,14 +381,15 @@ def evaluate_generator(run_dir, cfg: EvaluationConfig | None = None, **options) 
     job = _prepare(run_dir, cfg)
     if not cfg.force:
         done = _finished_records(job.eval_dir, job.gen.sha256, job.stage, job.pairs_sha, job.proto.name,
-                                 job.scorer.weights_path, job.retrieval.sha256 if job.retrieval else None)
+                                 job.scorer.weights_path, job.retrieval.sha256 if job.retrieval else None,
+                                 job.keypoints)
         if done is not None:
             log.info("%s already holds this evaluation (checkpoint step %d, stage %s, %d pairs, protocol %s): "
                      "reusing it; --force recomputes", job.eval_dir / "metrics.json", job.gen.step, job.stage,
                      len(job.pairs), job.proto.name)
             return done
     key = sha256_lines([job.gen.sha256, job.stage, job.pairs_sha, str(cfg.batch_size), str(job.scorer.weights_path),
-                        str(cfg.reid_model)])[:16]
+                        str(cfg.reid_model), json.dumps(job.keypoints, sort_keys=True)])[:16]
     partial_file = job.eval_dir / f"partial-{key}.pt"
     scorers = {f"{row}/{kind}": job.scorer.fork() for row in ROWS for kind in ("plain", "mask")}
     per_pair, samples, seconds = _run_pairs(job, scorers, partial_file)
@@ -387,7 +408,7 @@ def eval_dir_of(run_dir: str | Path, stage: str, trained_stages) -> Path:
 
 
 def _finished_records(eval_dir: Path, ckpt_sha: str, stage: str, pairs_sha: str, protocol: str,
-                      inception_weights, reid_sha) -> list[dict] | None:
+                      inception_weights, reid_sha, keypoints: dict) -> list[dict] | None:
     """The records of a finished evaluation with exactly these inputs in ``eval_dir/metrics.json``, else None."""
     path = EvalDir(eval_dir).metrics_json
     if not path.is_file():
@@ -401,7 +422,8 @@ def _finished_records(eval_dir: Path, ckpt_sha: str, stage: str, pairs_sha: str,
     found = [r for r in records if isinstance(r, dict)
              and r.get("checkpoint_sha256") == ckpt_sha and r.get("stage") == stage
              and r.get("pairs_sha256") == pairs_sha and r.get("protocol") == protocol
-             and r.get("inception_weights") == weights and r.get("reid_model_sha256") == reid_sha]
+             and r.get("inception_weights") == weights and r.get("reid_model_sha256") == reid_sha
+             and all(r.get(k) == v for k, v in keypoints.items())]
     if {r.get("row") for r in found} != set(ROWS):
         return None
     return sorted(found, key=lambda r: ROWS.index(r["row"]))

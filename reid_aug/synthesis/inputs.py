@@ -46,7 +46,14 @@ class Inputs:
     def info(self) -> dict:
         """For the descriptor's ``info``: the generator's training dataset and whether this is cross-dataset."""
         return {"generator_dataset": self.trained_on.get("spec"), "generator_dataset_root": self.trained_on.get("root"),
-                "cross_dataset": self.cross_dataset}
+                "cross_dataset": self.cross_dataset,
+                **({"annotations": self.annotations} if self.annotations else {})}
+
+    @property
+    def annotations(self) -> str | None:
+        """The keypoint folder the generator trained with (``train-generator --annotations``), which its own
+        dataset's sources and target poses are read from too; None: the dataset's own keypoints."""
+        return None if self.cross_dataset else self.trained_on.get("annotations")
 
     @property
     def bank_run(self) -> dict | None:
@@ -78,11 +85,12 @@ def pick_generator_run(root: str | Path = RUNS_ROOT) -> Path:
 
 
 def trained_on(generator: Path, gen) -> dict:
-    """``{"spec", "root"}`` of the dataset the generator was trained on ({} when not recorded):
+    """``{"spec", "root"[, "annotations"]}`` of the dataset the generator was trained on ({} when not recorded):
     the checkpoint's record, completed by the run folder's ``run.json``."""
     from reid_aug.records import read_json_object
 
-    info = {k: v for k, v in dict(getattr(gen, "dataset", {}) or {}).items() if k in ("spec", "root") and v}
+    info = {k: v for k, v in dict(getattr(gen, "dataset", {}) or {}).items() if k in ("spec", "root", "annotations")
+            and v}
     run_json = GeneratorRun(generator if generator.is_dir() else generator.parent).run_json
     if run_json.is_file() and not {"spec", "root"} <= set(info):
         try:

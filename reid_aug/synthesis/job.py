@@ -206,7 +206,7 @@ def prepare_job(cfg: SynthesisConfig) -> SynthesisJob:
     device = resolve_device(cfg.device)
     inputs = resolve_inputs(cfg, device)
     cfg = inputs.cfg
-    index = load_dataset(inputs.root)
+    index = load_dataset(inputs.root, annotations_dir=inputs.annotations)
     plan, every_image, regime = _plan(inputs, index)
     if inputs.gen.family.conditions and plan.partial_pose_identities:
         log.warning("%d identities have no source image with both shoulders and hips: %s's deformable skips get "

@@ -42,7 +42,7 @@ def test_registered_and_recipes_hold_the_papers_settings():
 
 
 @pytest.mark.parametrize("override, match", [
-    ("model.pose_mode=pg2", "gaussian"), ("train.stages=[g1]", "one stage"), ("model.use_bg=true", "use_bg"),
+    ("model.pose_mode=pg2", "gaussian"), ("train.stages=[g1]", "one stage"), ("model.bg_grow=-1", "bg_grow"),
     ("loss.nn_k=2", "nn_k"), ("model.warp_skip=affine", "warp_skip"), ("loss.nn_features=vgg16", "nn_features")])
 def test_bad_configs_are_clear_errors(override, match):
     with pytest.raises(ConfigError, match=match):

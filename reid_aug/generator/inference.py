@@ -60,6 +60,13 @@ class PoseTransferGenerator:
             net.to(self.device)
         return self
 
+    @property
+    def background_grow(self) -> int | None:
+        """A generator conditioned on a background image (Deformable GAN ``use_bg``): the pixels its person cut-out
+        is grown by (:mod:`reid_aug.generator.defgan.background`); None for one that takes no background."""
+        g = self.nets.get("g")
+        return int(g.bg_grow) if getattr(g, "use_bg", False) else None
+
     def pose_maps(self, kps) -> torch.Tensor:
         """``(B,18,2)`` (y, x) keypoints in the image frame -> the ``(B,18,H,W)`` maps this model expects."""
         from reid_aug.pose.maps import pose_heatmaps

@@ -264,6 +264,11 @@ def _score_batch(job: _Job, batch: dict, scorers: dict) -> tuple[dict[str, torch
     dev = job.device
     # Families that read more than the target pose (e.g. source keypoints) find them among the conditions.
     conditions = {k: batch[k].to(dev) for k in ("src_pose", "src_kp", "tgt_kp") if k in batch}
+    grow = job.gen.background_grow
+    if grow is not None:    # a background-conditioned generator gets the target's own (see _background_note)
+        from reid_aug.generator.defgan.background import background
+
+        conditions["bg"] = background(batch["tgt_img"].to(dev), batch["tgt_kp"].to(dev), grow)
     fake = to_uint8(job.gen.generate(batch["src_img"].to(dev), batch["tgt_pose"].to(dev), stage=job.stage,
                                      **conditions))
     real = real_to_uint8(batch["tgt_img"].to(dev))
@@ -333,6 +338,16 @@ def _run_pairs(job: _Job, scorers: dict, partial_file: Path) -> tuple[dict[str, 
     return {k: torch.cat(v) for k, v in per_pair.items()}, samples, time.monotonic() - t0
 
 
+def _background_note(gen) -> dict:
+    """For a background-conditioned generator: where its background came from (it sees the target's pixels
+    outside the person, so its scores do not compare with a generator's that does not)."""
+    grow = gen.background_grow
+    if grow is None:
+        return {}
+    return {"background": f"the target image with its person cut out (pose mask grown {grow} px), as the "
+                          f"official PRW protocol; not comparable with scores of generators without a background"}
+
+
 def _records(job: _Job, per_pair: dict[str, torch.Tensor], scorers: dict, seconds: float) -> list[dict]:
     """One record per row: the means, IS / mask-IS, identity retrieval, and the provenance."""
     gen, proto, n = job.gen, job.proto, int(len(job.pairs))
@@ -346,7 +361,7 @@ def _records(job: _Job, per_pair: dict[str, torch.Tensor], scorers: dict, second
         "reid_model": job.retrieval.path if job.retrieval else None,
         "reid_model_sha256": job.retrieval.sha256 if job.retrieval else None,
         "device": str(job.device), "seconds": round(seconds, 1), "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        **job.keypoints,
+        **job.keypoints, **_background_note(gen),
     }
     records = []
     for row in ROWS:

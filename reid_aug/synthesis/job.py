@@ -50,6 +50,7 @@ class SynthesisJob:
     shard_rows: np.ndarray
     skipped_existing: int
     t_start: float
+    backgrounds: object = None      # a BackgroundPicker for a background-conditioned generator (defgan use_bg)
 
     @property
     def n_todo(self) -> int:
@@ -126,6 +127,23 @@ def make_descriptor(inputs: Inputs, plan: SynthesisPlan, stage: str, block_ident
     return SynthesisDescriptor(run=run, layout={"block_identities": int(block_identities)}, info=info)
 
 
+def _backgrounds(inputs: Inputs, plan: SynthesisPlan):
+    """The background picker of a background-conditioned generator, over the plan's own source images (so a
+    low-data subset stays closed: no dropped image lends its background); None for other generators."""
+    if inputs.gen.background_grow is None:
+        return None
+    import pandas as pd
+
+    from reid_aug.generator.defgan.background import BackgroundPicker
+    from reid_aug.keypoints.skeleton import TORSO_JOINTS
+
+    first = plan.table.drop_duplicates("source")
+    table = pd.DataFrame({"name": first["source"], "path": [plan.source_paths[n] for n in first["source"]],
+                          "pid": first["pid"], "camid": first["camid"]})
+    table["pose_ok"] = [bool(np.all(plan.source_kps[n][list(TORSO_JOINTS)] >= 0)) for n in table["name"]]
+    return BackgroundPicker(table, plan.source_kps, inputs.cfg.seed, inputs.gen.background_grow)
+
+
 def _options_record(inputs: Inputs, index, plan: SynthesisPlan, every_image: bool, regime: dict) -> dict:
     """The descriptor entries of the run's options (see :func:`make_descriptor`)."""
     from reid_aug.dataset.regime import subset_record
@@ -146,6 +164,10 @@ def _options_record(inputs: Inputs, index, plan: SynthesisPlan, every_image: boo
         from reid_aug.synthesis.view_strategies import view_shares_before_after
 
         info["identities_by_number_of_views"] = view_shares_before_after(index, plan)
+    if inputs.gen.background_grow is not None:
+        info["background"] = (f"another source image of the synthesized image's camera (another identity), its "
+                              f"person cut out (pose mask grown {inputs.gen.background_grow} px), picked by "
+                              f"sha256(seed, file)")
     if cfg.subset:
         info["target_poses"] = (f"the pose bank of {dataset_label(cfg.pose_bank)}" if inputs.bank is not None else
                                 "the dataset's own train split: every image with a full torso, also those the "
@@ -224,7 +246,7 @@ def prepare_job(cfg: SynthesisConfig) -> SynthesisJob:
     save_config(cfg, sset.config)
     sset.images.mkdir(parents=True, exist_ok=True)
     job = SynthesisJob(cfg, inputs.gen, stage, device, plan, sset, shard, [], np.zeros(0, bool),
-                       np.zeros(0, np.int64), 0, t_start)
+                       np.zeros(0, np.int64), 0, t_start, _backgrounds(inputs, plan))
     return _cut_work(job, int(desc.layout["block_identities"]))
 
 

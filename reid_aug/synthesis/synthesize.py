@@ -69,6 +69,11 @@ class BatchLoader:
             src_kp = torch.from_numpy(np.stack([scale_keypoints(job.plan.source_kps[n].astype(np.int64), cache[n][1],
                                                                 size) for n in names]))
             extra = {"src_kp": src_kp, "tgt_kp": kps, "src_pose": job.gen.pose_maps(src_kp)}
+        if job.backgrounds is not None:     # Deformable GAN use_bg: another image of the output's camera
+            table = job.plan.table.iloc[rows]
+            picks = [job.backgrounds.pick(f, int(p), int(c)) for f, p, c in zip(table["file"], table["pid"],
+                                                                                table["camid"])]
+            extra["bg"] = job.backgrounds.load(picks, size)
         src, pose = (src.pin_memory(), kps) if job.on_cuda else (src, job.gen.pose_maps(kps))
         with self._lock:
             self.timing["load"] += time.perf_counter() - t0

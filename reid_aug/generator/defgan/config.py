@@ -25,6 +25,8 @@ class DefGANModelConfig:
     warped_levels: int = 4          # the deformable skips' levels (official concatenate_skips: the 4 finest of 6)
     interpolation: str = "nearest"  # the warp's sampling (tf.contrib.image.transform default) | "bilinear"
     use_bg: bool = False            # TPAMI background conditioning (off in the paper's quantitative runs)
+    bg_grow: int = 6                # use_bg: the person is cut out of a background image by its pose mask grown by
+                                    # this many pixels (defgan.background: crops have no separate background)
     width: int = 64                 # encoder 64-128-256-512-512-512, decoder 512-512-512-256-128-3
     d_width: int = 64               # PatchGAN 64-128-256-512-1
 
@@ -90,8 +92,7 @@ def validate(cfg: DefGANConfig) -> None:
         (m.warp_skip in WARP_SKIPS, f"model.warp_skip={m.warp_skip!r}: expected one of {WARP_SKIPS}"),
         (0 <= m.warped_levels <= 6, f"model.warped_levels={m.warped_levels}: expected 0..6"),
         (m.interpolation in INTERPOLATIONS, f"model.interpolation={m.interpolation!r}: expected {INTERPOLATIONS}"),
-        (not m.use_bg, "model.use_bg: background conditioning is built in the networks but not wired into "
-                       "training and synthesis yet; leave it false"),
+        (m.bg_grow >= 0, f"model.bg_grow={m.bg_grow}: must be >= 0 (pixels)"),
         (m.width >= 1 and m.d_width >= 1, "model.width and model.d_width must be >= 1"),
         (lo.gan == "bce", f"loss.gan={lo.gan!r}: only 'bce' (the official cross-entropy)"),
         (lo.nn_features in NN_FEATURES, f"loss.nn_features={lo.nn_features!r}: expected one of {NN_FEATURES}"),

@@ -21,17 +21,18 @@ NEEDS = ("src_pose", "src_kp", "tgt_kp")   # besides src_img and tgt_pose: the s
 
 def generate(g, batch: dict, warp: bool) -> torch.Tensor:
     """The generator on a batch (``src_img``, ``src_pose``, ``tgt_pose`` (B,18,H,W); ``src_kp``, ``tgt_kp``
-    (B,18,2) for the deformable skips) -> (B,3,H,W) in [-1, 1]. The one place where the deformation is made."""
+    (B,18,2) for the deformable skips; ``bg`` (B,3,H,W) for a generator with ``use_bg``) -> (B,3,H,W) in [-1, 1].
+    The one place where the deformation is made."""
     from reid_aug.generator.defgan.affine import deformation
 
-    missing = [k for k in NEEDS if k not in batch]
+    missing = [k for k in NEEDS + (("bg",) if getattr(g, "use_bg", False) else ()) if k not in batch]
     if missing:
         raise ValueError(f"Deformable GAN needs {', '.join(missing)} besides src_img and tgt_pose")
     theta = masks = None
     if warp:
         size = batch["src_img"].shape[-2:]
         theta, masks, _ = deformation(batch["src_kp"], batch["tgt_kp"], size)
-    return g(batch["src_img"], batch["src_pose"], batch["tgt_pose"], theta, masks)
+    return g(batch["src_img"], batch["src_pose"], batch["tgt_pose"], theta, masks, bg=batch.get("bg"))
 
 
 class DefGANFamily(GeneratorFamily):
@@ -57,7 +58,7 @@ class DefGANFamily(GeneratorFamily):
         if "g" in which:
             nets["g"] = DeformableGenerator(tuple(m.image_size), warp_skip=m.warp_skip, use_bg=m.use_bg,
                                             width=m.width, warped_levels=m.warped_levels,
-                                            interpolation=m.interpolation)
+                                            interpolation=m.interpolation, bg_grow=m.bg_grow)
         if "d" in which:
             nets["d"] = PatchDiscriminator(use_bg=m.use_bg, width=m.d_width)
         return nets
@@ -94,12 +95,18 @@ class DefGANFamily(GeneratorFamily):
         """One G step then one D step on ``batch`` (``src_img``, ``tgt_img``, poses and keypoints)."""
         src, tgt = batch["src_img"], batch["tgt_img"]
         h_a, h_b = batch["src_pose"], batch["tgt_pose"]
+        bg = None
+        if cfg.model.use_bg:          # the target's own background (defgan.background), as the official training
+            from reid_aug.generator.defgan.background import background
+
+            bg = background(tgt, batch["tgt_kp"], cfg.model.bg_grow)
+            batch = {**batch, "bg": bg}
         with mods.autocast():
             fake = generate(mods.run["g"], batch, cfg.model.warp_skip != "none")
         d = mods.nets["d"]
         d.requires_grad_(False)       # G's loss through the raw D: no DDP hooks, no weight gradients
         with mods.autocast():
-            g_logits = d(src, h_a, fake, h_b)
+            g_logits = d(src, h_a, fake, h_b, bg)
         d.requires_grad_(True)
         adv = F.binary_cross_entropy_with_logits(g_logits.float(), torch.ones_like(g_logits, dtype=torch.float32))
         nn_term = self.nn_loss(cfg, fake.device)(fake.float(), tgt.float()) if cfg.loss.nn_weight > 0 else \
@@ -109,7 +116,7 @@ class DefGANFamily(GeneratorFamily):
         g_loss = adv + cfg.loss.nn_weight * nn_term + cfg.loss.l1_weight * l1 + ident
         with mods.autocast():
             d_logits = mods.run["d"](torch.cat([src, src]), torch.cat([h_a, h_a]), torch.cat([tgt, fake.detach()]),
-                                     torch.cat([h_b, h_b]))
+                                     torch.cat([h_b, h_b]), None if bg is None else torch.cat([bg, bg]))
         b = src.shape[0]
         d_real = F.binary_cross_entropy_with_logits(d_logits[:b].float(), torch.ones_like(d_logits[:b], dtype=torch.float32))
         d_fake = F.binary_cross_entropy_with_logits(d_logits[b:].float(), torch.zeros_like(d_logits[b:], dtype=torch.float32))
@@ -132,7 +139,12 @@ class DefGANFamily(GeneratorFamily):
         return generate(nets["g"], batch, getattr(nets["g"], "warp_skip", "mask") != "none")
 
     def sample_images(self, nets, batch: dict, trained) -> list[torch.Tensor | None]:
-        return [generate(nets["g"], batch, nets["g"].warp_skip != "none")]
+        g = nets["g"]
+        if g.use_bg and "bg" not in batch:
+            from reid_aug.generator.defgan.background import background
+
+            batch = {**batch, "bg": background(batch["tgt_img"], batch["tgt_kp"], g.bg_grow)}
+        return [generate(g, batch, g.warp_skip != "none")]
 
     def describe(self, cfg: DefGANConfig) -> str:
         m, lo = cfg.model, cfg.loss

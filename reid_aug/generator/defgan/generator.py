@@ -96,19 +96,22 @@ class DeformableGenerator(nn.Module):
         pose_channels: heatmap channels (18 Gaussian maps, sigma 6).
         warp_skip: ``"mask"`` (deformable skips, the paper) or ``"none"`` (the baseline U-Net).
         use_bg: TPAMI background conditioning: a background image joins the target stream.
+        bg_grow: how that background is made from an image (:mod:`reid_aug.generator.defgan.background`): its
+            person's pose mask grown by this many pixels is cut out. Kept here so that every caller makes it alike.
         width: 64 = paper widths; smaller for CPU runs.
         warped_levels: the deformable skips' levels (official: the first 4, finest first).
         interpolation: ``"nearest"`` (official ``tf.contrib.image.transform`` default) or ``"bilinear"``.
     """
 
     def __init__(self, image_size: Sequence[int] = (128, 64), pose_channels: int = 18, warp_skip: str = "mask",
-                 use_bg: bool = False, width: int = 64, warped_levels: int = 4, interpolation: str = "nearest"):
+                 use_bg: bool = False, width: int = 64, warped_levels: int = 4, interpolation: str = "nearest",
+                 bg_grow: int = 6):
         super().__init__()
         if warp_skip not in WARP_SKIPS:
             raise ValueError(f"warp_skip must be one of {WARP_SKIPS}, got {warp_skip!r}")
         enc, dec = level_widths(image_size, width)
         self.image_size = tuple(int(s) for s in image_size)
-        self.warp_skip, self.use_bg = warp_skip, bool(use_bg)
+        self.warp_skip, self.use_bg, self.bg_grow = warp_skip, bool(use_bg), int(bg_grow)
         self.warped_levels, self.interpolation = int(warped_levels), interpolation
         bg = 3 if use_bg else 0
         if warp_skip == "none":

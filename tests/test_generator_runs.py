@@ -133,14 +133,20 @@ def test_ctrl_c_checkpoints_the_last_step_and_resumes_bit_identically(tiny_toy, 
             os.kill(os.getpid(), signal.SIGINT)
 
     part = tmp_path / "part"
-    with pytest.raises(KeyboardInterrupt):
-        train_generator(cfg, str(tiny_toy), part, step_hook=ctrl_c)
+    # a shell's background job starts with SIGINT ignored: install Python's handler so "put back" has one answer
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_generator(cfg, str(tiny_toy), part, step_hook=ctrl_c)
+        restored = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, outer)
     ckpt = load_checkpoint(part)   # no periodic checkpoint was due: this one is Ctrl-C's
     assert (ckpt["stage"], ckpt["step"], ckpt["global_step"]) == ("g2", 3, 6)
     assert not list(part.glob(".checkpoint.pt.*"))
     info = read_json_object(part / "run.json")
     assert info["complete"] is False and info["trained"] == ["g1", "g2"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # the handler is put back
+    assert restored is signal.default_int_handler   # the handler is put back
     train_generator(cfg, str(tiny_toy), part, resume=True)
     assert _same_weights(full, part) and _rows(full) == _rows(part)
     assert read_json_object(part / "run.json")["complete"] is True

@@ -39,6 +39,13 @@ def background(img: torch.Tensor, kps: torch.Tensor, grow: int = DEFAULT_GROW) -
     return img * (1 - person_mask(kps, img.shape[-2:], grow).to(img.dtype))
 
 
+def with_target_background(batch: dict, grow: int) -> dict:
+    """``batch`` with ``bg``: the target image's own background (``tgt_img``, ``tgt_kp``), unless it has one."""
+    if "bg" in batch:
+        return batch
+    return {**batch, "bg": background(batch["tgt_img"], batch["tgt_kp"], grow)}
+
+
 class BackgroundPicker:
     """For synthesis: the background image of each synthesized file, from the training images of its camera.
 

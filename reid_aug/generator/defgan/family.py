@@ -95,12 +95,11 @@ class DefGANFamily(GeneratorFamily):
         """One G step then one D step on ``batch`` (``src_img``, ``tgt_img``, poses and keypoints)."""
         src, tgt = batch["src_img"], batch["tgt_img"]
         h_a, h_b = batch["src_pose"], batch["tgt_pose"]
-        bg = None
         if cfg.model.use_bg:          # the target's own background (defgan.background), as the official training
-            from reid_aug.generator.defgan.background import background
+            from reid_aug.generator.defgan.background import with_target_background
 
-            bg = background(tgt, batch["tgt_kp"], cfg.model.bg_grow)
-            batch = {**batch, "bg": bg}
+            batch = with_target_background(batch, cfg.model.bg_grow)
+        bg = batch.get("bg")
         with mods.autocast():
             fake = generate(mods.run["g"], batch, cfg.model.warp_skip != "none")
         d = mods.nets["d"]
@@ -140,10 +139,10 @@ class DefGANFamily(GeneratorFamily):
 
     def sample_images(self, nets, batch: dict, trained) -> list[torch.Tensor | None]:
         g = nets["g"]
-        if g.use_bg and "bg" not in batch:
-            from reid_aug.generator.defgan.background import background
+        if g.use_bg:
+            from reid_aug.generator.defgan.background import with_target_background
 
-            batch = {**batch, "bg": background(batch["tgt_img"], batch["tgt_kp"], g.bg_grow)}
+            batch = with_target_background(batch, g.bg_grow)
         return [generate(g, batch, g.warp_skip != "none")]
 
     def describe(self, cfg: DefGANConfig) -> str:

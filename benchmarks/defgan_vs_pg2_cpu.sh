@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Issue 13: Deformable GAN vs PG² on real Market-1501 at an equal CPU budget, then their images through Re-ID.
+# Every step resumes or is skipped when finished, so the script can be killed and started again.
+#
+#   REID_AUG_MARKET_ROOT=../shared/datasets/market1501 bash benchmarks/defgan_vs_pg2_cpu.sh
+#
+# Equal budget = equal wall time on one core each, the two trainings side by side: PG²'s CPU recipe
+# (2200 + 1000 iterations, batch 8) costs 2200 x 1.00 + 1000 x 1.10 = 3,300 stage-I step units and a Deformable GAN
+# step of the CPU recipe costs 2.44 units (benchmarks/results/family_step.md), so Deformable GAN trains
+# DEFGAN_STEPS = 1,350 steps (its recipe: 1,600). The records give the measured wall times.
+# 1. gen:    train (seed GEN_SEED) -> evaluate on the 12,000 standard test pairs (LIMIT: the first N only)
+#            -> synthesize K per identity (diverse), for each family in $FAMILIES.
+# 2. reid:   `reid-aug sweep` over augmented={defgan,pg2} x seeds $SEEDS, OSNet x0.25 CPU recipe (reid_cpu_market,
+#            iteration-matched baselines shared by both cells). Start the same PARTS=reid command in two shells to
+#            use two cores (runs are claimed).
+# 3. judge:  the identity judge (benchmarks/identity_judge.py) on each synthesized set with a seed-0 and a seed-1
+#            baseline model.
+# Environment: OUT (default runs/defgan_vs_pg2), PARTS (default "gen reid judge"), FAMILIES (default "defgan pg2"),
+#   GEN_SEED (0), DEFGAN_STEPS (1350), K (10), SEEDS (0,1,2), LIMIT (all pairs), MIX (the recipe's train.mix).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export REID_AUG_MARKET_ROOT="${REID_AUG_MARKET_ROOT:-$(cd .. && pwd)/shared/datasets/market1501}"
+OUT="${OUT:-runs/defgan_vs_pg2}"
+PARTS="${PARTS:-gen reid judge}"
+FAMILIES="${FAMILIES:-defgan pg2}"
+GEN_SEED="${GEN_SEED:-0}"
+DEFGAN_STEPS="${DEFGAN_STEPS:-1350}"
+K="${K:-10}"
+SEEDS="${SEEDS:-0,1,2}"
+EVAL=()
+[ -n "${LIMIT:-}" ] && EVAL+=(--limit "$LIMIT")
+REID=()
+[ -n "${MIX:-}" ] && REID+=(--set "train.mix=$MIX")
+mkdir -p "$OUT"
+part() { [[ " $PARTS " == *" $1 "* ]]; }
+stamp() { echo "[$(date -u +%FT%TZ)] $*"; }
+
+recipe_of() { [ "$1" = defgan ] && echo defgan_market_cpu || echo pg2_market_cpu; }
+
+if part gen; then
+    for fam in $FAMILIES; do
+        budget=()
+        [ "$fam" = defgan ] && budget=(--set "train.steps=$DEFGAN_STEPS")
+        stamp "$fam: train"
+        start=$(date +%s)
+        reid-aug train-generator market --recipe "$(recipe_of "$fam")" --out "$OUT/$fam" \
+            --set train.seed="$GEN_SEED" "${budget[@]}" --resume
+        echo "$fam train wall seconds (this call): $(( $(date +%s) - start ))" | tee -a "$OUT/walltimes.txt"
+        stamp "$fam: evaluate"
+        start=$(date +%s)
+        reid-aug evaluate-generator "$OUT/$fam" --dataset market "${EVAL[@]}"
+        echo "$fam evaluate wall seconds (this call): $(( $(date +%s) - start ))" | tee -a "$OUT/walltimes.txt"
+        stamp "$fam: synthesize"
+        reid-aug synthesize --run "$OUT/$fam" --dataset market --poses-per-id "$K" --strategy diverse \
+            --out "$OUT/syn_$fam" --device cpu
+    done
+fi
+
+if part reid; then
+    stamp "reid sweep"
+    reid-aug sweep --recipe reid_cpu_market --dataset market --grid "augmented=$OUT/syn_defgan,$OUT/syn_pg2" \
+        --seeds "$SEEDS" --out "$OUT/sweep" "${REID[@]}"
+fi
+
+if part judge; then
+    for fam in $FAMILIES; do
+        models=()
+        for m in "$OUT"/sweep/cells/*/runs/baseline_seed{0,1}/model.pt; do
+            [ -f "$m" ] && models+=(--reid-model "$m")
+        done
+        stamp "judge $fam (${#models[@]} models)"
+        python benchmarks/identity_judge.py "$OUT/syn_$fam" "${models[@]}" --out "$OUT/judge_$fam.json"
+    done
+fi
+stamp "done"

@@ -8,15 +8,20 @@
 # (2200 + 1000 iterations, batch 8) costs 2200 x 1.00 + 1000 x 1.10 = 3,300 stage-I step units and a Deformable GAN
 # step of the CPU recipe costs 2.44 units (benchmarks/results/family_step.md), so Deformable GAN trains
 # DEFGAN_STEPS = 1,350 steps (its recipe: 1,600). The records give the measured wall times.
-# 1. gen:    train (seed GEN_SEED) -> evaluate on the 12,000 standard test pairs (LIMIT: the first N only)
-#            -> synthesize K per identity (diverse), for each family in $FAMILIES.
-# 2. reid:   `reid-aug sweep` over augmented={defgan,pg2} x seeds $SEEDS, OSNet x0.25 CPU recipe (reid_cpu_market,
-#            iteration-matched baselines shared by both cells). Start the same PARTS=reid command in two shells to
-#            use two cores (runs are claimed).
-# 3. judge:  the identity judge (benchmarks/identity_judge.py) on each synthesized set with a seed-0 and a seed-1
-#            baseline model.
-# Environment: OUT (default runs/defgan_vs_pg2), PARTS (default "gen reid judge"), FAMILIES (default "defgan pg2"),
-#   GEN_SEED (0), DEFGAN_STEPS (1350), K (10), SEEDS (0,1,2), LIMIT (all pairs), MIX (the recipe's train.mix).
+# 1. gen:         train (seed GEN_SEED) -> evaluate on the 12,000 standard test pairs (LIMIT: the first N only)
+#                 -> synthesize K per identity (diverse), for each family in $FAMILIES.
+# 2. reid:        `reid-aug sweep` over augmented={defgan,pg2} x seeds $SEEDS, OSNet x0.25 CPU recipe
+#                 (reid_cpu_market); with MIX=batch (the recorded run: CamStyle's batches, issue 14) both cells share
+#                 the baselines. Start the same PARTS=reid command in two shells to use two cores (runs are claimed).
+# 2b. views-syn:  (issue 16) the PG² run's images with the `views` and `rotate --angles 45,90,180,270` strategies
+#                 (K per identity, as the diverse sets);
+#     views-reid: a second sweep over them (`sweep_views`) that takes the baselines over from the first (same recipe,
+#                 seeds and iteration plan: batch mixing keeps the real batches).
+# 3. judge:       the identity judge (benchmarks/identity_judge.py) on each synthesized set with the seed-0 and
+#                 seed-1 baseline models.
+# Environment: OUT (default runs/defgan_vs_pg2), PARTS (default "gen reid judge"; "views-syn views-reid" add 2b),
+#   FAMILIES (default "defgan pg2"), GEN_SEED (0), DEFGAN_STEPS (1350), K (10), SEEDS (0,1,2), LIMIT (all pairs),
+#   MIX (the recipe's train.mix), JUDGE_EXTRA (more sets to judge, e.g. "pg2_views pg2_rotate").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export REID_AUG_MARKET_ROOT="${REID_AUG_MARKET_ROOT:-$(cd .. && pwd)/shared/datasets/market1501}"
@@ -62,10 +67,25 @@ if part reid; then
         --seeds "$SEEDS" --out "$OUT/sweep" "${REID[@]}"
 fi
 
+if part views-syn; then
+    stamp "views / rotate synthesis from the PG² run"
+    reid-aug synthesize --run "$OUT/pg2" --dataset market --poses-per-id "$K" --strategy views \
+        --out "$OUT/syn_pg2_views" --device cpu
+    reid-aug synthesize --run "$OUT/pg2" --dataset market --poses-per-id "$K" --strategy rotate \
+        --angles 45,90,180,270 --out "$OUT/syn_pg2_rotate" --device cpu
+fi
+
+if part views-reid; then
+    stamp "views / rotate sweep"
+    reid-aug sweep --recipe reid_cpu_market --dataset market \
+        --grid "augmented=$OUT/syn_pg2_views,$OUT/syn_pg2_rotate" --seeds "$SEEDS" --out "$OUT/sweep_views" \
+        --baseline-from "$OUT/sweep/cells/augmented=syn_pg2" "${REID[@]}"
+fi
+
 if part judge; then
-    for fam in $FAMILIES; do
+    for fam in $FAMILIES ${JUDGE_EXTRA:-}; do
         models=()
-        for m in "$OUT"/sweep/cells/*/runs/baseline_seed{0,1}/model.pt; do
+        for m in "$OUT"/sweep/cells/augmented=syn_pg2/models/baseline_seed{0,1}.pt; do
             [ -f "$m" ] && models+=(--reid-model "$m")
         done
         stamp "judge $fam (${#models[@]} models)"

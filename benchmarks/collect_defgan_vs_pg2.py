@@ -1,0 +1,271 @@
+"""Issue 13: the records of ``benchmarks/defgan_vs_pg2_cpu.sh`` as one table (Deformable GAN vs PG² at an equal
+CPU budget, and their images through Re-ID).
+
+    python benchmarks/collect_defgan_vs_pg2.py --runs runs/defgan_vs_pg2 --out benchmarks/results/defgan_vs_pg2
+
+- Generator quality on the standard Market-1501 test pairs (both evaluated on the same pairs): SSIM and mask-SSIM
+  in both published protocols, L1, the copy-the-source floor; Deformable GAN - PG² per pair with a 95 % paired
+  bootstrap interval over the pairs (one generator seed each: the interval covers the pairs, not training noise).
+- Training cost: steps, batch, pairs seen and the measured wall time of each training (``walltimes.txt``).
+- Side-by-side grids: the evaluation's first 8 pairs (source | target pose | PG² | Deformable GAN | target) and the
+  synthesized sets (the same identities, each family's K images).
+- Re-ID: the sweep's cells (augmented - baseline, paired by seed, 95 % t interval) and Deformable GAN - PG²
+  (augmented runs paired by seed; the baselines are shared).
+- Identity judge (``benchmarks/identity_judge.py``): how often a baseline model ranks a synthesized image's own
+  identity first.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from collect_annotate_pg2 import bootstrap, t_interval  # noqa: E402
+from collect_results import copy_record  # noqa: E402
+
+from reid_aug.records import EvaluationRecord  # noqa: E402
+from reid_aug.rundir import GeneratorRun, SynthesizedSet  # noqa: E402
+from reid_aug.utils.images import save_png  # noqa: E402
+
+FAMILIES = {"pg2": "PG²", "defgan": "Deformable GAN"}
+METRICS = {"ssim": "ssim_defgan", "ssim_pg2": "ssim_pg2", "mask_ssim": "mask_ssim_defgan",
+           "mask_ssim_pg2": "mask_ssim_pg2", "l1": "l1"}
+
+
+def wall_times(runs: Path) -> dict:
+    """``{family: {"train": s, "evaluate": s}}`` summed over the calls in ``walltimes.txt``."""
+    out: dict = {}
+    path = runs / "walltimes.txt"
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        fam, what = line.split()[:2]
+        out.setdefault(fam, {}).setdefault(what, 0)
+        out[fam][what] += int(line.rsplit(":", 1)[1])
+    return out
+
+
+def scores(r: dict) -> dict:
+    """The compared columns of one evaluation row."""
+    by, mby = r["ssim_by_protocol"], r["mask_ssim_by_protocol"]
+    return {"ssim": by["defgan"], "ssim_pg2": by["pg2"], "mask_ssim": mby["defgan"], "mask_ssim_pg2": mby["pg2"],
+            "l1": r["l1"]}
+
+
+def generator_rows(runs: Path) -> tuple[list[dict], dict]:
+    """One row per family (its scores, its copy-the-source floor, its budget) and the per-pair frames."""
+    import yaml
+
+    rows, per_pair = [], {}
+    walls = wall_times(runs)
+    for fam, label in FAMILIES.items():
+        run = GeneratorRun(runs / fam)
+        ev = run.eval_dir()
+        if not ev.metrics_json.is_file():
+            continue
+        rec = EvaluationRecord.read(ev.metrics_json)
+        model = rec.row("model")
+        train = yaml.safe_load(run.config.read_text()).get("train", {})
+        steps = train.get("steps") or (train.get("g1_iters", 0) + train.get("g2_iters", 0))
+        per_pair[fam] = pd.read_csv(ev.path / "per_pair.csv")
+        rows.append({"family": fam, "label": label, "n_pairs": model["n_pairs"], "steps": steps,
+                     "batch": train.get("batch_size"), "pairs_seen": steps * train.get("batch_size", 0),
+                     "train_s": walls.get(fam, {}).get("train"), "eval_s": model.get("seconds"),
+                     "checkpoint_sha256": model["checkpoint_sha256"], **scores(model),
+                     "floor": scores(rec.row("copy_source"))})
+    return rows, per_pair
+
+
+def generator_deltas(per_pair: dict) -> list[dict]:
+    """Deformable GAN - PG² per metric, mean over the pairs with a 95 % paired bootstrap interval."""
+    if set(per_pair) != set(FAMILIES):
+        return []
+    a, b = per_pair["defgan"], per_pair["pg2"]
+    if list(a["to"]) != list(b["to"]) or list(a["from"]) != list(b["from"]):
+        raise SystemExit("the two generators were evaluated on different pairs")
+    out = []
+    for k, c in METRICS.items():
+        diff = (a[c] - b[c]).to_numpy()
+        lo, hi = bootstrap(diff)
+        out.append({"metric": k, "delta": float(diff.mean()), "lo": lo, "hi": hi,
+                    "share_defgan_better": float(np.mean(diff < 0) if k == "l1" else np.mean(diff > 0))})
+    return out
+
+
+def reid(runs: Path) -> dict:
+    """The sweep's cells and Deformable GAN - PG² on the augmented runs (paired by seed)."""
+    sweep = runs / "sweep"
+    if not (sweep / "sweep.json").is_file():
+        return {}
+    doc = json.loads((sweep / "sweep.json").read_text())
+    aug: dict = {}
+    for fam in FAMILIES:
+        res = sweep / "cells" / f"augmented=syn_{fam}" / "results.json"
+        if res.is_file():
+            r = json.loads(res.read_text())["runs"]
+            aug[fam] = {int(v["seed"]): v for v in r.values() if v.get("variant") == "augmented" and "rank1" in v}
+    between = []
+    if set(aug) == set(FAMILIES):
+        seeds = sorted(set(aug["defgan"]) & set(aug["pg2"]))
+        for metric in ("rank1", "mAP"):
+            d = [100 * (aug["defgan"][s][metric] - aug["pg2"][s][metric]) for s in seeds]
+            if d:
+                m, lo, hi = t_interval(d)
+                between.append({"metric": metric, "seeds": seeds, "per_seed": [round(x, 2) for x in d],
+                                "mean": m, "lo": lo, "hi": hi})
+    return {"cells": doc["cells"], "seeds": doc["seeds"], "defgan_minus_pg2": between}
+
+
+def judges(runs: Path) -> dict:
+    out = {}
+    for fam in FAMILIES:
+        p = runs / f"judge_{fam}.json"
+        if p.is_file():
+            out[fam] = [{"reid_model": Path(j["reid_model"]).name, **j["generated"],
+                         "chance_top1": j["chance_top1"], "n_identities": j["n_identities"],
+                         "real_top1": j["real_leave_one_out"]["top1"]} for j in json.loads(p.read_text())["judges"]]
+    return out
+
+
+def _columns(png: Path) -> list[np.ndarray]:
+    """The 4 columns (source | target pose | generated | target) of an evaluation's samples.png."""
+    from PIL import Image
+
+    img = np.asarray(Image.open(png).convert("RGB"))
+    w = img.shape[1] // 4
+    return [img[:, i * w:(i + 1) * w] for i in range(4)]
+
+
+def eval_grid(runs: Path, dest: Path) -> Path | None:
+    """source | target pose | PG² | Deformable GAN | target for the evaluation's first 8 pairs."""
+    pngs = {fam: GeneratorRun(runs / fam).eval_dir().samples_png for fam in FAMILIES}
+    if not all(p.is_file() for p in pngs.values()):
+        return None
+    pg2, dg = _columns(pngs["pg2"]), _columns(pngs["defgan"])
+    if not np.array_equal(pg2[0], dg[0]) or not np.array_equal(pg2[3], dg[3]):
+        raise SystemExit("the two evaluations' sample pairs differ")
+    grid = np.concatenate([pg2[0], pg2[1], pg2[2], dg[2], pg2[3]], axis=1)
+    return save_png(grid, dest / "eval_pairs_side_by_side.png")
+
+
+def _thumb(path: Path, size=(64, 128)) -> np.ndarray:
+    from PIL import Image
+
+    if not path.is_file():
+        return np.full((size[1], size[0], 3), 200, np.uint8)
+    return np.asarray(Image.open(path).convert("RGB").resize(size))
+
+
+def synthesized_grid(runs: Path, dest: Path, n_ids: int = 8, per_id: int = 6) -> Path | None:
+    """One row per (identity, family): the family's source of k = 0, then its first ``per_id`` images."""
+    import os
+
+    sets = {fam: SynthesizedSet(runs / f"syn_{fam}") for fam in FAMILIES}
+    if not all(s.manifest.is_file() for s in sets.values()):
+        return None
+    man = {fam: pd.read_csv(s.manifest).sort_values(["pid", "k"]) for fam, s in sets.items()}
+    pids = sorted(set(man["pg2"]["pid"]) & set(man["defgan"]["pid"]))
+    pick = [pids[i] for i in np.linspace(0, len(pids) - 1, n_ids).astype(int)]
+    train_dir = Path(os.environ.get("REID_AUG_MARKET_ROOT", ROOT.parent / "shared/datasets/market1501"))
+    train_dir = next(train_dir.rglob("bounding_box_train"), train_dir)
+    rows = []
+    for pid in pick:
+        for fam in ("pg2", "defgan"):
+            m = man[fam][man[fam]["pid"] == pid].head(per_id)
+            src = _thumb(train_dir / str(m["source"].iloc[0]))
+            imgs = [_thumb(sets[fam].images / f) for f in m["file"]]
+            imgs += [np.full_like(src, 255)] * (per_id - len(imgs))
+            gap = np.full((src.shape[0], 8, 3), 255, np.uint8)
+            rows.append(np.concatenate([src, gap] + imgs, axis=1))
+        rows.append(np.full((6, rows[-1].shape[1], 3), 255, np.uint8))
+    return save_png(np.concatenate(rows[:-1], axis=0), dest / "synthesized_side_by_side.png")
+
+
+def _ci(lo: float, hi: float, fmt: str) -> str:
+    return "(one seed)" if math.isnan(lo) else f"[{lo:{fmt}}, {hi:{fmt}}]"
+
+
+def markdown(res: dict) -> str:
+    g, out = res["generators"], []
+    out += ["| generator | steps x batch | pairs seen | train wall s | pairs | SSIM | SSIM (pg2) | mask-SSIM | "
+            "mask-SSIM (pg2) | L1 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in g:
+        out.append(f"| {r['label']} | {r['steps']} x {r['batch']} | {r['pairs_seen']:,} | {r['train_s']} | "
+                   f"{r['n_pairs']:,} | {r['ssim']:.4f} | {r['ssim_pg2']:.4f} | {r['mask_ssim']:.4f} | "
+                   f"{r['mask_ssim_pg2']:.4f} | {r['l1']:.4f} |")
+    if g:
+        f = g[0]["floor"]
+        out.append(f"| copy the source (floor) | | | | {g[0]['n_pairs']:,} | {f['ssim']:.4f} | {f['ssim_pg2']:.4f} | "
+                   f"{f['mask_ssim']:.4f} | {f['mask_ssim_pg2']:.4f} | {f['l1']:.4f} |")
+    if res["generator_deltas"]:
+        out += ["", "Deformable GAN - PG² over the pairs [95 % paired bootstrap, 2,000 resamples]; share of pairs "
+                "where Deformable GAN is better (one generator seed each).", "",
+                "| metric | delta [95 % CI] | pairs Deformable GAN better |", "|---|---|---|"]
+        out += [f"| {d['metric']} | {d['delta']:+.4f} {_ci(d['lo'], d['hi'], '+.4f')} | "
+                f"{100 * d['share_defgan_better']:.1f} % |" for d in res["generator_deltas"]]
+    rd = res["reid"]
+    if rd:
+        out += ["", f"Re-ID (seeds {', '.join(map(str, rd['seeds']))}): augmented - baseline in points, paired by "
+                "seed [95 % t interval].", "", "| cell | seeds | baseline rank-1 | delta rank-1 | baseline mAP | "
+                "delta mAP |", "|---|---|---|---|---|---|"]
+        for c in rd["cells"]:
+            out.append(f"| {c['cell']} | {c['n_seeds']} | {c['baseline_rank1']:.1f} | {c['delta_rank1']:+.1f} "
+                       f"{_ci(c['delta_rank1_lo'], c['delta_rank1_hi'], '+.1f')} | {c['baseline_mAP']:.1f} | "
+                       f"{c['delta_mAP']:+.1f} {_ci(c['delta_mAP_lo'], c['delta_mAP_hi'], '+.1f')} |")
+        for b in rd["defgan_minus_pg2"]:
+            out.append(f"\nDeformable GAN - PG² augmented {b['metric']}: {b['mean']:+.1f} "
+                       f"{_ci(b['lo'], b['hi'], '+.1f')} (per seed {b['per_seed']}).")
+    for fam, js in res["judges"].items():
+        for j in js:
+            out.append(f"\nIdentity judge, {FAMILIES[fam]} images, {j['reid_model']}: top-1 {100 * j['top1']:.1f} % "
+                       f"of {j['n']:,} (chance {100 * j['chance_top1']:.2f} %, real images leave-one-out "
+                       f"{100 * j['real_top1']:.1f} %), median rank {j['median_rank']:.0f} of {j['n_identities']}.")
+    return "\n".join(out) + "\n"
+
+
+def copy_runs(runs: Path, dest: Path) -> None:
+    for fam in FAMILIES:
+        run = GeneratorRun(runs / fam)
+        for f in (run.config, run.run_json, run.log_csv, run.eval_dir().metrics_json, run.eval_dir().samples_png):
+            if f.is_file():
+                copy_record(f, dest / fam / (f"eval_{f.name}" if f.parent.name == "eval" else f.name))
+        syn = SynthesizedSet(runs / f"syn_{fam}")
+        for f in (syn.descriptor, syn.contact_sheet):
+            if f.is_file():
+                copy_record(f, dest / f"syn_{fam}" / f.name)
+    sweep = runs / "sweep"
+    for f in list(sweep.glob("sweep.*")) + list(sweep.glob("cells/*/*")):
+        if f.is_file() and f.suffix in (".md", ".json", ".csv", ".png", ".yaml"):
+            copy_record(f, dest / "sweep" / f.relative_to(sweep))
+    for f in runs.glob("judge_*.json"):
+        copy_record(f, dest / f.name)
+    if (runs / "walltimes.txt").is_file():
+        copy_record(runs / "walltimes.txt", dest / "walltimes.txt")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=Path, required=True)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "defgan_vs_pg2")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows, per_pair = generator_rows(args.runs)
+    res = {"generators": rows, "generator_deltas": generator_deltas(per_pair), "reid": reid(args.runs),
+           "judges": judges(args.runs)}
+    eval_grid(args.runs, args.out)
+    synthesized_grid(args.runs, args.out)
+    copy_runs(args.runs, args.out)
+    (args.out / "summary.json").write_text(json.dumps(res, indent=1) + "\n")
+    (args.out / "summary.md").write_text(markdown(res))
+    print(markdown(res))
+
+
+if __name__ == "__main__":
+    main()

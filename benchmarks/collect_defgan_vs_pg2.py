@@ -99,36 +99,51 @@ def generator_deltas(per_pair: dict) -> list[dict]:
     return out
 
 
-def reid(runs: Path) -> dict:
-    """The sweep's cells and Deformable GAN - PG² on the augmented runs (paired by seed)."""
-    sweep = runs / "sweep"
-    if not (sweep / "sweep.json").is_file():
-        return {}
-    doc = json.loads((sweep / "sweep.json").read_text())
+SWEEPS = ("sweep", "sweep_views")   # the second: issue 16's views / rotate cells, baselines taken over
+# (cell, reference): augmented runs compared paired by seed (the baselines are shared, so this is delta - delta)
+CONTRASTS = (("syn_defgan", "syn_pg2"), ("syn_pg2_views", "syn_pg2"), ("syn_pg2_rotate", "syn_pg2"))
+
+
+def _augmented_runs(runs: Path) -> dict:
+    """``{set name: {seed: run record}}`` of the finished augmented runs of every sweep cell."""
     aug: dict = {}
-    for fam in FAMILIES:
-        res = sweep / "cells" / f"augmented=syn_{fam}" / "results.json"
-        if res.is_file():
+    for sweep in SWEEPS:
+        for res in sorted((runs / sweep / "cells").glob("augmented=*/results.json")):
+            name = res.parent.name.split("=", 1)[1]
             r = json.loads(res.read_text())["runs"]
-            aug[fam] = {int(v["seed"]): v for v in r.values() if v.get("variant") == "augmented" and "rank1" in v}
-    between = []
-    if set(aug) == set(FAMILIES):
-        seeds = sorted(set(aug["defgan"]) & set(aug["pg2"]))
+            aug[name] = {int(v["seed"]): v for v in r.values() if v.get("variant") == "augmented" and "rank1" in v}
+    return aug
+
+
+def reid(runs: Path, seeds: list[int]) -> dict:
+    """The sweeps' cells (summarised from each cell's results.json, so a sweep stopped part-way shows the seeds it
+    finished) and the contrasts between cells' augmented runs (paired by seed)."""
+    from reid_aug.reid.sweep import summarize_cell
+
+    cells = []
+    for sweep in SWEEPS:
+        for res in sorted((runs / sweep / "cells").glob("augmented=*/results.json")):
+            cell = {"augmented": res.parent.name.split("=", 1)[1]}
+            cells.append(dict(summarize_cell(res.parent, cell, seeds), sweep=sweep))
+    if not cells:
+        return {}
+    aug, between = _augmented_runs(runs), []
+    for cell, ref in CONTRASTS:
+        common = sorted(set(aug.get(cell, {})) & set(aug.get(ref, {})))
         for metric in ("rank1", "mAP"):
-            d = [100 * (aug["defgan"][s][metric] - aug["pg2"][s][metric]) for s in seeds]
+            d = [100 * (aug[cell][s][metric] - aug[ref][s][metric]) for s in common]
             if d:
                 m, lo, hi = t_interval(d)
-                between.append({"metric": metric, "seeds": seeds, "per_seed": [round(x, 2) for x in d],
-                                "mean": m, "lo": lo, "hi": hi})
-    return {"cells": doc["cells"], "seeds": doc["seeds"], "defgan_minus_pg2": between}
+                between.append({"cell": cell, "reference": ref, "metric": metric, "seeds": common,
+                                "per_seed": [round(x, 2) for x in d], "mean": m, "lo": lo, "hi": hi})
+    return {"cells": cells, "seeds": seeds, "contrasts": between}
 
 
 def judges(runs: Path) -> dict:
     out = {}
-    for fam in FAMILIES:
-        p = runs / f"judge_{fam}.json"
+    for p in sorted(runs.glob("judge_*.json")):
         if p.is_file():
-            out[fam] = [{"reid_model": Path(j["reid_model"]).name, **j["generated"],
+            out[p.stem.split("_", 1)[1]] = [{"reid_model": Path(j["reid_model"]).name, **j["generated"],
                          "chance_top1": j["chance_top1"], "n_identities": j["n_identities"],
                          "real_top1": j["real_leave_one_out"]["top1"]} for j in json.loads(p.read_text())["judges"]]
     return out
@@ -216,15 +231,19 @@ def markdown(res: dict) -> str:
                 "seed [95 % t interval].", "", "| cell | seeds | baseline rank-1 | delta rank-1 | baseline mAP | "
                 "delta mAP |", "|---|---|---|---|---|---|"]
         for c in rd["cells"]:
-            out.append(f"| {c['cell']} | {c['n_seeds']} | {c['baseline_rank1']:.1f} | {c['delta_rank1']:+.1f} "
+            if not c["n_seeds"]:
+                out.append(f"| {c['sweep']}: {c['cell']} | 0 | not finished | | | |")
+                continue
+            out.append(f"| {c['sweep']}: {c['cell']} | {c['n_seeds']} | {c['baseline_rank1']:.1f} | {c['delta_rank1']:+.1f} "
                        f"{_ci(c['delta_rank1_lo'], c['delta_rank1_hi'], '+.1f')} | {c['baseline_mAP']:.1f} | "
                        f"{c['delta_mAP']:+.1f} {_ci(c['delta_mAP_lo'], c['delta_mAP_hi'], '+.1f')} |")
-        for b in rd["defgan_minus_pg2"]:
-            out.append(f"\nDeformable GAN - PG² augmented {b['metric']}: {b['mean']:+.1f} "
-                       f"{_ci(b['lo'], b['hi'], '+.1f')} (per seed {b['per_seed']}).")
-    for fam, js in res["judges"].items():
+        out += ["", "Between cells (augmented runs paired by seed; the baselines are shared) [95 % t interval]:", "",
+                "| cell - reference | metric | seeds | mean | per seed |", "|---|---|---|---|---|"]
+        out += [f"| {b['cell']} - {b['reference']} | {b['metric']} | {len(b['seeds'])} | {b['mean']:+.1f} "
+                f"{_ci(b['lo'], b['hi'], '+.1f')} | {b['per_seed']} |" for b in rd["contrasts"]]
+    for name, js in res["judges"].items():
         for j in js:
-            out.append(f"\nIdentity judge, {FAMILIES[fam]} images, {j['reid_model']}: top-1 {100 * j['top1']:.1f} % "
+            out.append(f"\nIdentity judge, `syn_{name}`, {j['reid_model']}: top-1 {100 * j['top1']:.1f} % "
                        f"of {j['n']:,} (chance {100 * j['chance_top1']:.2f} %, real images leave-one-out "
                        f"{100 * j['real_top1']:.1f} %), median rank {j['median_rank']:.0f} of {j['n_identities']}.")
     return "\n".join(out) + "\n"
@@ -236,14 +255,19 @@ def copy_runs(runs: Path, dest: Path) -> None:
         for f in (run.config, run.run_json, run.log_csv, run.eval_dir().metrics_json, run.eval_dir().samples_png):
             if f.is_file():
                 copy_record(f, dest / fam / (f"eval_{f.name}" if f.parent.name == "eval" else f.name))
-        syn = SynthesizedSet(runs / f"syn_{fam}")
-        for f in (syn.descriptor, syn.contact_sheet):
+        syn = SynthesizedSet(runs / f"syn_{fam}")   # its images: synthesized_side_by_side.png
+        if syn.descriptor.is_file():
+            copy_record(syn.descriptor, dest / f"syn_{fam}" / syn.descriptor.name)
+    for name in SWEEPS:
+        sweep = runs / name
+        for f in list(sweep.glob("sweep.*")) + list(sweep.glob("cells/*/*")):
+            if f.is_file() and f.suffix in (".md", ".json", ".csv", ".png", ".yaml"):
+                copy_record(f, dest / name / f.relative_to(sweep))
+    for name in ("syn_pg2_views", "syn_pg2_rotate"):
+        syn = SynthesizedSet(runs / name)
+        for f in (syn.descriptor,) + ((syn.contact_sheet,) if name.endswith("views") else ()):
             if f.is_file():
-                copy_record(f, dest / f"syn_{fam}" / f.name)
-    sweep = runs / "sweep"
-    for f in list(sweep.glob("sweep.*")) + list(sweep.glob("cells/*/*")):
-        if f.is_file() and f.suffix in (".md", ".json", ".csv", ".png", ".yaml"):
-            copy_record(f, dest / "sweep" / f.relative_to(sweep))
+                copy_record(f, dest / name / f.name)
     for f in runs.glob("judge_*.json"):
         copy_record(f, dest / f.name)
     if (runs / "walltimes.txt").is_file():
@@ -254,10 +278,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=Path, required=True)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "defgan_vs_pg2")
+    ap.add_argument("--seeds", default="0,1,2")
     args = ap.parse_args()
+    seeds = [int(x) for x in args.seeds.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     rows, per_pair = generator_rows(args.runs)
-    res = {"generators": rows, "generator_deltas": generator_deltas(per_pair), "reid": reid(args.runs),
+    res = {"generators": rows, "generator_deltas": generator_deltas(per_pair), "reid": reid(args.runs, seeds),
            "judges": judges(args.runs)}
     eval_grid(args.runs, args.out)
     synthesized_grid(args.runs, args.out)

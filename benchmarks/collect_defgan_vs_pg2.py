@@ -180,7 +180,8 @@ def _thumb(path: Path, size=(64, 128)) -> np.ndarray:
 
 def synthesized_grid(runs: Path, dest: Path, n_ids: int = 8, per_id: int = 6) -> Path | None:
     """One row per (identity, family): the family's source of k = 0, then its first ``per_id`` images."""
-    import os
+    from reid_aug.dataset.market import load_dataset
+    from reid_aug.records import SynthesisDescriptor
 
     sets = {fam: SynthesizedSet(runs / f"syn_{fam}") for fam in FAMILIES}
     if not all(s.manifest.is_file() for s in sets.values()):
@@ -188,13 +189,14 @@ def synthesized_grid(runs: Path, dest: Path, n_ids: int = 8, per_id: int = 6) ->
     man = {fam: pd.read_csv(s.manifest).sort_values(["pid", "k"]) for fam, s in sets.items()}
     pids = sorted(set(man["pg2"]["pid"]) & set(man["defgan"]["pid"]))
     pick = [pids[i] for i in np.linspace(0, len(pids) - 1, n_ids).astype(int)]
-    train_dir = Path(os.environ.get("REID_AUG_MARKET_ROOT", ROOT.parent / "shared/datasets/market1501"))
-    train_dir = next(train_dir.rglob("bounding_box_train"), train_dir)
+    # the sources' paths from the dataset the set was synthesized from (its descriptor names it)
+    real = load_dataset(SynthesisDescriptor.read(sets["pg2"].descriptor).info["dataset"]).split("train")
+    source_path = dict(zip(real["name"], real["path"]))
     rows = []
     for pid in pick:
         for fam in ("pg2", "defgan"):
             m = man[fam][man[fam]["pid"] == pid].head(per_id)
-            src = _thumb(train_dir / str(m["source"].iloc[0]))
+            src = _thumb(Path(source_path.get(str(m["source"].iloc[0]), "")))
             imgs = [_thumb(sets[fam].images / f) for f in m["file"]]
             imgs += [np.full_like(src, 255)] * (per_id - len(imgs))
             gap = np.full((src.shape[0], 8, 3), 255, np.uint8)

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Issue 20: PG² with and without the identity-preserving losses on real Market-1501 at an equal CPU budget, the
+# independent identity judge, and their images through Re-ID with hard and teacher soft labels.
+# Every step resumes or is skipped when finished, so a lane can be killed and started again.
+#
+#   OUT=runs/idloss PARTS="base0 gen-id eval-id" bash benchmarks/identity_losses_cpu.sh      # lane 1
+#   OUT=runs/idloss PARTS="gen-plain base12 eval-plain" bash benchmarks/identity_losses_cpu.sh  # lane 2
+#   OUT=runs/idloss PARTS="reid teacher" bash benchmarks/identity_losses_cpu.sh   # x2 (sweep runs are claimed)
+#   OUT=runs/idloss PARTS=judge bash benchmarks/identity_losses_cpu.sh
+#
+# Parts:
+#   base0:      the identity network: a `benchmark --baseline-only` OSNet x0.25 (reid_cpu_market, batch mixing plan,
+#               seed 0) on the real training images; also the Re-ID sweep's seed-0 baseline and the teacher.
+#   base12:     the same for seeds 1 and 2; seed 1 is the INDEPENDENT judge (it never trained a generator).
+#   gen-plain:  PG² stage I as published (pose-mask L1, PG²'s mask), G1_ITERS iterations, seed GEN_SEED;
+#   gen-id:     the same plus loss.identity (feature / id / perceptual, weights FW / IW / PW) from base0's model.
+#               Equal budget = equal iterations and batches (the identity network's cost is reported as wall time).
+#               Each then synthesizes K per identity (diverse).
+#   eval-*:     the 12,000 standard test pairs with the judge's identity retrieval (--reid-model, seed 1).
+#   reid:       `reid-aug sweep` over augmented={syn_plain,syn_id}, batch mixing, seeds $SEEDS, hard labels,
+#               baselines taken over from base0 / base12.
+#   teacher:    a second sweep on syn_id with teacher soft labels (DG-Net), the teacher = base0's model.
+#   judge:      benchmarks/identity_judge.py on both synthesized sets with the seed-1 (independent) and seed-0 models.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export REID_AUG_MARKET_ROOT="${REID_AUG_MARKET_ROOT:-$(cd .. && pwd)/shared/datasets/market1501}"
+OUT="${OUT:-runs/idloss}"
+PARTS="${PARTS:-base0 gen-plain gen-id base12 eval-plain eval-id reid teacher judge}"
+GEN_SEED="${GEN_SEED:-0}"; G1_ITERS="${G1_ITERS:-1100}"; K="${K:-10}"; SEEDS="${SEEDS:-0,1,2}"
+FW="${FW:-1.0}"; IW="${IW:-0.1}"; PW="${PW:-1.0}"
+EVAL=(); [ -n "${LIMIT:-}" ] && EVAL+=(--limit "$LIMIT")
+REID=(--recipe reid_cpu_market --dataset market --set train.mix=batch)
+ID_MODEL="$OUT/base0/models/baseline_seed0.pt"
+JUDGE_MODEL="$OUT/base12/models/baseline_seed1.pt"
+mkdir -p "$OUT"
+part() { [[ " $PARTS " == *" $1 "* ]]; }
+stamp() { echo "[$(date -u +%FT%TZ)] $*"; }
+timed() {   # timed NAME CMD...: run, append the wall seconds of this call to walltimes.txt
+    local name=$1 start; shift; start=$(date +%s)
+    "$@"
+    echo "$name wall seconds (this call): $(( $(date +%s) - start ))" | tee -a "$OUT/walltimes.txt"
+}
+generator() {   # generator NAME [--set ...]: train G1, then synthesize from it
+    local name=$1; shift
+    stamp "$name: train"
+    timed "$name train" reid-aug train-generator market --recipe pg2_market_cpu --out "$OUT/$name" \
+        --set pose.mask_style=pg2 --set loss.d_variant=pair --set train.tensorboard=false \
+        --set "train.stages=[g1]" --set train.g1_iters="$G1_ITERS" --set train.seed="$GEN_SEED" "$@" --resume
+    stamp "$name: synthesize"
+    timed "$name synthesize" reid-aug synthesize --run "$OUT/$name" --dataset market --poses-per-id "$K" \
+        --strategy diverse --out "$OUT/syn_$name" --device cpu
+}
+evaluate() {
+    stamp "$1: evaluate (judge $JUDGE_MODEL)"
+    timed "$1 evaluate" reid-aug evaluate-generator "$OUT/$1" --dataset market --reid-model "$JUDGE_MODEL" "${EVAL[@]}"
+}
+
+if part base0; then
+    stamp "identity network (baseline seed 0)"
+    timed "base0" reid-aug benchmark --baseline-only "${REID[@]}" --seeds 0 --out "$OUT/base0"
+fi
+part gen-plain && generator plain
+if part gen-id; then
+    [ -f "$ID_MODEL" ] || { echo "no identity network at $ID_MODEL: run PARTS=base0 first" >&2; exit 2; }
+    generator id --set loss.identity.model="$ID_MODEL" --set loss.identity.feature_weight="$FW" \
+        --set loss.identity.id_weight="$IW" --set loss.identity.perceptual_weight="$PW"
+fi
+if part base12; then
+    stamp "baselines seeds 1, 2 (seed 1: the independent judge)"
+    timed "base12" reid-aug benchmark --baseline-only "${REID[@]}" --seeds 1,2 --out "$OUT/base12"
+fi
+part eval-plain && evaluate plain
+part eval-id && evaluate id
+if part reid; then
+    stamp "reid sweep (hard labels)"
+    reid-aug sweep "${REID[@]}" --grid "augmented=$OUT/syn_plain,$OUT/syn_id" --seeds "$SEEDS" \
+        --out "$OUT/sweep" --baseline-from "$OUT/base0" --baseline-from "$OUT/base12"
+fi
+if part teacher; then
+    stamp "reid sweep (teacher soft labels)"
+    reid-aug sweep "${REID[@]}" --grid "augmented=$OUT/syn_id" --seeds "$SEEDS" --labels teacher \
+        --set train.teacher="$ID_MODEL" --out "$OUT/sweep_teacher" \
+        --baseline-from "$OUT/base0" --baseline-from "$OUT/base12"
+fi
+if part judge; then
+    for name in plain id; do
+        stamp "judge syn_$name"
+        python benchmarks/identity_judge.py "$OUT/syn_$name" --reid-model "$JUDGE_MODEL" --reid-model "$ID_MODEL" \
+            --out "$OUT/judge_$name.json"
+    done
+fi
+stamp "done"

@@ -1,5 +1,6 @@
 """Issue 20: teacher soft labels for synthesized images (DG-Net), beside same-id and LSRO."""
 import json
+import math
 
 import pytest
 import torch
@@ -24,15 +25,36 @@ def test_loss_is_ce_on_real_plus_weighted_tempered_kl_on_synthesized():
     q[torch.arange(4), y[~syn]] += 0.9
     ce = -(q * logp[~syn]).sum(1).mean()
     T = 2.0
-    p_t = torch.softmax(t / T, 1)
-    kl = (p_t * (p_t.log() - torch.log_softmax(s[syn] / T, 1))).sum(1).mean()
-    torch.testing.assert_close(teacher_loss(s, y, syn, t, 0.1, T, 0.5), ce + 0.5 * T * T * kl)
+    p_t = torch.softmax(t / T, 1)            # the temperature shapes the teacher only (DG-Net)
+    kl = sum(float(p_t[i, k]) * math.log(float(p_t[i, k]) / float(torch.softmax(s[syn], 1)[i, k]))
+             for i in range(2) for k in range(5)) / 2
+    torch.testing.assert_close(teacher_loss(s, y, syn, t, 0.1, T, 0.5), ce + 0.5 * torch.tensor(kl))
     # a student that already agrees with the teacher has no KL left
     same = s.clone()
     same[syn] = t
     torch.testing.assert_close(teacher_loss(same, y, syn, t, 0.1, 1.0, 1.0), teacher_loss(same, y, syn, t, 0.1, 1.0, 0.0))
     assert ramp_weight(2.0, 0.5, 0, 100) == 0 and ramp_weight(2.0, 0.5, 25, 100) == 1.0 == ramp_weight(2.0, 0.5, 50, 100) / 2
     assert ramp_weight(2.0, 0.0, 0, 100) == 2.0
+
+
+def test_a_sharp_teacher_that_is_always_right_gives_the_hard_labels():
+    """Temperature -> 0 and the teacher's argmax = the source identity: the teacher mode's loss equals batch mixing
+    with hard same-id labels (no smoothing on the synthesized images, the same weight); a softer teacher differs."""
+    from reid_aug.reid.mixing import mixed_cross_entropy
+
+    torch.manual_seed(3)
+    s, y = torch.randn(8, 6, requires_grad=True), torch.randint(0, 6, (8,))
+    syn = torch.tensor([0, 0, 1, 0, 1, 1, 0, 0], dtype=torch.bool)
+    t = torch.randn(3, 6)
+    t[torch.arange(3), y[syn]] = t.max() + 0.5               # right, by a margin
+    hard = mixed_cross_entropy(s, y, syn, 0.1, 0.0, 0.7, "batch")
+    sharp = teacher_loss(s, y, syn, t, 0.1, 1e-4, 0.7)
+    torch.testing.assert_close(sharp, hard)
+    g_hard, = torch.autograd.grad(hard, s)
+    g_sharp, = torch.autograd.grad(sharp, s)
+    torch.testing.assert_close(g_sharp, g_hard)
+    assert abs(float(teacher_loss(s, y, syn, t, 0.1, 1.0, 0.7).detach()) - float(hard.detach())) > 1e-3   # soft: another
+    assert torch.isfinite(teacher_loss(s, y, syn, t * 1e6, 0.1, 1e-6, 0.7).detach())     # an exactly one-hot teacher
 
 
 def test_teacher_needs_a_model_of_the_same_identities(tiny_toy, augmented, tmp_path):  # noqa: F811

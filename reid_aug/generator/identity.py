@@ -161,6 +161,26 @@ def identity_terms(cfg, fake: torch.Tensor, target: torch.Tensor, src_names) -> 
     return mod(fake, target, src_names)
 
 
+def identity_record(cfg) -> dict | None:
+    """What a generator run records of its identity network (``run.json`` ``identity_model``): the file, its
+    sha256, the terms' weights, and which real images it was trained on (dataset, images per identity, subset
+    seed); None without identity losses or Deformable GAN's ``nn_features: reid``."""
+    ic = getattr(getattr(cfg, "loss", None), "identity", None)
+    if ic is None or not ic.model or not (ic.active or getattr(cfg.loss, "nn_features", "") == "reid"):
+        return None
+    from reid_aug.runtime import load_torch_file
+    from reid_aug.utils.io import sha256_file
+
+    meta = load_torch_file(Path(ic.model), "a Re-ID model", "Pass OUT/models/<variant>_seed<S>.pt of `reid-aug benchmark`.")
+    data = (meta.get("config") or {}).get("data", {}) if isinstance(meta, dict) else {}
+    per_id = int(data.get("train_per_id") or 0)
+    return {"model": str(ic.model), "sha256": sha256_file(Path(ic.model)), "feature_weight": ic.feature_weight,
+            "id_weight": ic.id_weight, "perceptual_weight": ic.perceptual_weight,
+            "trained_on": {"identities": int(meta.get("num_classes", 0)), "train_per_id": per_id,
+                           "subsample_seed": int(data.get("subsample_seed") or 0) if per_id else None,
+                           "val_ids": data.get("val_ids"), "variant": meta.get("variant"), "seed": meta.get("seed")}}
+
+
 def check_config(ic: IdentityLossConfig) -> str | None:
     """What is wrong with an identity-loss config, or None."""
     weights = (ic.feature_weight, ic.id_weight, ic.perceptual_weight)

@@ -19,6 +19,7 @@ import torch
 
 from reid_aug.config import save_config
 from reid_aug.errors import RecordError, TrainingError
+from reid_aug.generator.identity import identity_record
 from reid_aug.records import read_json_object, write_json
 from reid_aug.rundir import GeneratorRun
 from reid_aug.utils.io import atomic_write_text
@@ -54,6 +55,9 @@ def write_run_files(cfg, family: str, dataset: str, run: GeneratorRun, data_info
         old = {}
     info = {"family": family, "dataset": dataset, "data": data_info, "torch": torch.__version__,
             "world_size": int(os.environ.get("WORLD_SIZE", "1")), "complete": False, "trained": list(trained)}
+    identity = identity_record(cfg)
+    if identity:
+        info["identity_model"] = identity
     init_info = init_info or old.get("init_from")   # a resumed init_from run keeps its record
     if init_info:
         info["init_from"] = init_info

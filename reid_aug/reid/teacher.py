@@ -5,10 +5,14 @@ baseline of the same regime) predicts, for each synthesized image, a distributio
 The student learns that distribution instead of the source's hard label, so a blurry or ambiguous image
 teaches what it actually shows. Per batch::
 
-    loss = mean_real CE_eps(student, y) + w(t) * mean_synth T^2 KL(softmax(teacher / T) || softmax(student / T))
+    loss = mean_real CE_eps(student, y) + w(t) * mean_synth KL(softmax(teacher / T) || softmax(student))
 
 with ``w(t) = teacher_weight * min(1, t / (teacher_ramp * total))`` (a linear ramp-up over the first
-``teacher_ramp`` of training; 0: no ramp). The teacher is frozen and in eval mode (its batch-norm statistics
+``teacher_ramp`` of training; 0: no ramp). The temperature shapes the teacher's distribution only, as DG-Net's
+``predict_label`` / ``compute_kl`` (teacher softmax, student log-softmax at 1): T < 1 sharpens it, and as T -> 0
+a teacher that is always right gives exactly the hard labels (KL to a one-hot = its cross-entropy), T > 1
+softens it. (Hinton's distillation would temper the student too and scale by T^2; then T -> 0 would not reach
+the hard labels. At T = 1 the two are the same, so records made at T = 1 hold under either.) The teacher is frozen and in eval mode (its batch-norm statistics
 never move); its logits are ``classifier(features)`` of the eval-mode model.
 """
 from __future__ import annotations
@@ -33,10 +37,9 @@ def teacher_loss(student: torch.Tensor, targets: torch.Tensor, synthesized: torc
         nll = -logp[real].gather(1, targets[real].view(-1, 1)).squeeze(1)
         loss = loss + ((1 - eps) * nll + eps * -logp[real].mean(1)).mean()
     if synthesized.any() and weight > 0:
-        t = float(temperature)
-        p_t = F.softmax(teacher.float() / t, 1)
-        kl = (p_t * (torch.log(p_t.clamp_min(1e-12)) - F.log_softmax(student[synthesized].float() / t, 1))).sum(1)
-        loss = loss + weight * (t * t) * kl.mean()
+        p_t = F.softmax(teacher.float() / float(temperature), 1)
+        kl = (torch.xlogy(p_t, p_t) - p_t * logp[synthesized]).sum(1)      # xlogy: 0 log 0 = 0 (a sharp teacher)
+        loss = loss + weight * kl.mean()
     return loss
 
 

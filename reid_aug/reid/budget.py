@@ -64,6 +64,15 @@ def training_plan(cfg: BenchmarkConfig, n_train: dict[str, int]) -> dict[str, di
     return plan
 
 
+def same_training(a: dict | None, b: dict | None) -> bool:
+    """Two :func:`training_plan` entries train the same steps with the same schedule. The ``budget`` name is a
+    label: a ``--baseline-only`` run's "epochs" plan and the baseline of a batch-mixing benchmark's "iterations"
+    plan (the real batches do not depend on the synthesized set) are one training when their numbers agree."""
+    def steps(p):
+        return {k: v for k, v in (p or {}).items() if k != "budget"}
+    return a is not None and b is not None and steps(a) == steps(b)
+
+
 def describe_plan(variant: str, p: dict) -> str:
     """``augmented: iterations budget, 3 epoch(s) x 638 it = 1914 iterations`` (one log line)."""
     cut = " (last epoch cut)" if p["total_iters"] % p["iters_per_epoch"] else ""

@@ -8,6 +8,7 @@ from reid_aug.config import config_differences, from_dict, to_dict
 from reid_aug.errors import ReidAugError
 from reid_aug.records import BenchmarkResults
 from reid_aug.reid.config import BenchmarkConfig
+from reid_aug.reid.budget import same_training
 from reid_aug.rundir import BenchmarkDir
 from reid_aug.utils.io import atomic_write_bytes
 
@@ -112,7 +113,7 @@ def reuse_baselines(results: dict, setup: dict, plan: dict, seeds, source: Path,
         rec = other.get("runs", {}).get(key)
         if key in results["runs"] or rec is None:
             continue
-        if rec.get("training_plan") != plan["baseline"]:
+        if not same_training(rec.get("training_plan"), plan["baseline"]):
             raise ReidAugError(f"--baseline-from {source}: {key} trained for {rec.get('training_plan')}, this "
                                f"benchmark's baseline needs {plan['baseline']} (train.budget: iterations ties the "
                                f"baseline to the augmented set's size)")

@@ -98,3 +98,27 @@ def test_batch_mixing_keeps_the_baselines_real_batches(tiny_toy, augmented, tmp_
     assert all(n == 0 for _, n in baseline_batches) and all(n == 4 for _, n in augmented_batches)
     report = (out / "report.md").read_text()
     assert "mixed per batch" in report and "loss weight 0.5" in report and "label smoothing 0.2" in report
+
+
+def test_a_baseline_only_run_serves_a_batch_mixing_benchmark(tiny_toy, augmented, tmp_path):  # noqa: F811
+    """Under batch mixing the baseline does not depend on the synthesized set: a `--baseline-only` run (its plan
+    named "epochs") is taken over by a benchmark with the same recipe (its baseline plan named "iterations") when
+    the steps and schedule agree -- and not when they differ."""
+    from reid_aug.reid.budget import same_training
+    from reid_aug.reid.experiment import resolve_benchmark, run_benchmark
+
+    small = ["train.epochs=1", "train.batch_size=8", "train.max_iters_per_epoch=3", "data.height=64",
+             "data.width=32", "data.batch_size_test=32", "data.workers=0", "data.test_ids=4", "train.mix=batch",
+             "train.budget=iterations"]
+    cfg = resolve_benchmark(model="osnet_x0_25", recipe="reid_toy", pretrained=False, overrides=small)
+    base = run_benchmark(cfg, dataset=str(tiny_toy), seeds=[0], out_dir=tmp_path / "base", baseline_only=True)
+    out = run_benchmark(cfg, dataset=str(tiny_toy), augmented_dir=augmented, seeds=[0], out_dir=tmp_path / "aug",
+                        baseline_from=base)
+    stored = json.loads((base / "results.json").read_text())["runs"]["baseline_seed0"]
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert runs["baseline_seed0"]["reused_from"].startswith(str(base)) and stored["training_plan"]["budget"] == "epochs"
+    assert runs["baseline_seed0"]["rank1"] == stored["rank1"] and "augmented_seed0" in runs
+    plan = dict(stored["training_plan"], budget="iterations")
+    assert same_training(stored["training_plan"], plan)
+    assert not same_training(stored["training_plan"], dict(plan, total_iters=plan["total_iters"] + 1))
+    assert not same_training(None, plan)

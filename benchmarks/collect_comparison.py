@@ -71,10 +71,11 @@ COMPARISONS = {
         extra_sets=("syn_pg2_views", "syn_pg2_rotate")),
     "identity_losses": Comparison(
         {"plain": "PG² G1", "id": "PG² G1 + identity losses"}, a="id", b="plain",
-        sweeps=("sweep", "sweep_teacher"),
+        sweeps=("sweep", "sweep_teacher", "sweep_teacher_plain"),
         contrasts=((("sweep", "syn_id"), ("sweep", "syn_plain")),
                    (("sweep_teacher", "syn_id"), ("sweep", "syn_id")),
-                   (("sweep_teacher", "syn_id"), ("sweep", "syn_plain")))),
+                   (("sweep_teacher_plain", "syn_plain"), ("sweep", "syn_plain")),
+                   (("sweep_teacher", "syn_id"), ("sweep_teacher_plain", "syn_plain")))),
 }
 
 
@@ -110,7 +111,7 @@ def generator_rows(runs: Path, comp: Comparison) -> tuple[list[dict], dict]:
         rec = EvaluationRecord.read(ev.metrics_json)
         model = rec.row("model")
         train = yaml.safe_load(run.config.read_text()).get("train", {})
-        steps = train.get("steps") or (train.get("g1_iters", 0) + train.get("g2_iters", 0))
+        steps = train.get("steps") or sum(train.get(f"{st}_iters", 0) for st in train.get("stages", ("g1", "g2")))
         per_pair[fam] = pd.read_csv(ev.path / "per_pair.csv")
         rows.append({"family": fam, "label": label, "n_pairs": model["n_pairs"], "steps": steps,
                      "batch": train.get("batch_size"), "pairs_seen": steps * train.get("batch_size", 0),
@@ -306,6 +307,11 @@ def markdown(res: dict, comp: Comparison) -> str:
             out.append(f"\nIdentity judge, `syn_{name}`, {j['reid_model']}: top-1 {100 * j['top1']:.1f} % "
                        f"of {j['n']:,} (chance {100 * j['chance_top1']:.2f} %, real images leave-one-out "
                        f"{100 * j['real_top1']:.1f} %), median rank {j['median_rank']:.0f} of {j['n_identities']}.")
+    for r in res.get("source_similarity") or []:
+        g, same, other = r["generated_vs_source"], r["source_vs_same_identity_real"], r["source_vs_other_identity_real"]
+        out.append(f"\nSSIM to its own source image, `{Path(r['set']).name}` ({g['n']:,} images): {g['mean']:.3f} "
+                   f"(median {g['median']:.3f}); a source against another real image of its identity "
+                   f"{same['mean']:.3f}, of another identity {other['mean']:.3f}.")
     return "\n".join(out) + "\n"
 
 
@@ -328,7 +334,7 @@ def copy_runs(runs: Path, dest: Path, comp: Comparison) -> None:
         for f in (syn.descriptor,) + ((syn.contact_sheet,) if name.endswith("views") else ()):
             if f.is_file():
                 copy_record(f, dest / name / f.name)
-    for f in runs.glob("judge_*.json"):
+    for f in [*runs.glob("judge_*.json"), *runs.glob("source_similarity.json")]:
         copy_record(f, dest / f.name)
     if (runs / "walltimes.txt").is_file():
         copy_record(runs / "walltimes.txt", dest / "walltimes.txt")
@@ -347,7 +353,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows, per_pair = generator_rows(args.runs, comp)
     res = {"comparison": args.comparison, "generators": rows, "generator_deltas": generator_deltas(per_pair, comp),
-           "reid": reid(args.runs, seeds, comp), "judges": judges(args.runs)}
+           "reid": reid(args.runs, seeds, comp), "judges": judges(args.runs),
+           "source_similarity": (json.loads((args.runs / "source_similarity.json").read_text())["sets"]
+                                 if (args.runs / "source_similarity.json").is_file() else None)}
     eval_grid(args.runs, out, comp)
     synthesized_grid(args.runs, out, comp)
     copy_runs(args.runs, out, comp)

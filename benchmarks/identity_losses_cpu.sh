@@ -20,12 +20,15 @@
 #   reid:       `reid-aug sweep` over augmented={syn_plain,syn_id}, batch mixing, seeds $SEEDS, hard labels,
 #               baselines taken over from base0 / base12.
 #   teacher:    a second sweep on syn_id with teacher soft labels (DG-Net), the teacher = base0's model.
-#   judge:      benchmarks/identity_judge.py on both synthesized sets with the seed-1 (independent) and seed-0 models.
+#   teacher-plain: the control: the same teacher on the plain generator's images (is a gain the images' or the
+#               distillation's?).
+#   judge:      benchmarks/identity_judge.py on both synthesized sets with the seed-1 (independent) and seed-0 models,
+#               and benchmarks/source_similarity.py (how close each set stays to its source images).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export REID_AUG_MARKET_ROOT="${REID_AUG_MARKET_ROOT:-$(cd .. && pwd)/shared/datasets/market1501}"
 OUT="${OUT:-runs/idloss}"
-PARTS="${PARTS:-base0 gen-plain gen-id base12 eval-plain eval-id reid teacher judge}"
+PARTS="${PARTS:-base0 gen-plain gen-id base12 eval-plain eval-id reid teacher teacher-plain judge}"
 GEN_SEED="${GEN_SEED:-0}"; G1_ITERS="${G1_ITERS:-1100}"; K="${K:-10}"; SEEDS="${SEEDS:-0,1,2}"
 FW="${FW:-1.0}"; IW="${IW:-0.1}"; PW="${PW:-1.0}"
 EVAL=(); [ -n "${LIMIT:-}" ] && EVAL+=(--limit "$LIMIT")
@@ -76,17 +79,19 @@ if part reid; then
     reid-aug sweep "${REID[@]}" --grid "augmented=$OUT/syn_plain,$OUT/syn_id" --seeds "$SEEDS" \
         --out "$OUT/sweep" --baseline-from "$OUT/base0" --baseline-from "$OUT/base12"
 fi
-if part teacher; then
-    stamp "reid sweep (teacher soft labels)"
-    reid-aug sweep "${REID[@]}" --grid "augmented=$OUT/syn_id" --seeds "$SEEDS" --labels teacher \
-        --set train.teacher="$ID_MODEL" --out "$OUT/sweep_teacher" \
-        --baseline-from "$OUT/base0" --baseline-from "$OUT/base12"
-fi
+teacher_sweep() {   # teacher_sweep SET OUT_NAME
+    stamp "reid sweep (teacher soft labels) on $1"
+    reid-aug sweep "${REID[@]}" --grid "augmented=$OUT/$1" --seeds "$SEEDS" --labels teacher \
+        --set train.teacher="$ID_MODEL" --out "$OUT/$2" --baseline-from "$OUT/base0" --baseline-from "$OUT/base12"
+}
+part teacher && teacher_sweep syn_id sweep_teacher
+part teacher-plain && teacher_sweep syn_plain sweep_teacher_plain
 if part judge; then
     for name in plain id; do
         stamp "judge syn_$name"
         python benchmarks/identity_judge.py "$OUT/syn_$name" --reid-model "$JUDGE_MODEL" --reid-model "$ID_MODEL" \
             --out "$OUT/judge_$name.json"
     done
+    python benchmarks/source_similarity.py "$OUT/syn_plain" "$OUT/syn_id" --out "$OUT/source_similarity.json"
 fi
 stamp "done"

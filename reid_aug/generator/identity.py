@@ -163,15 +163,17 @@ def identity_terms(cfg, fake: torch.Tensor, target: torch.Tensor, src_names) -> 
 
 def identity_record(cfg) -> dict | None:
     """What a generator run records of its identity network (``run.json`` ``identity_model``): the file, its
-    sha256, the terms' weights, and which real images it was trained on (dataset, images per identity, subset
-    seed); None without identity losses or Deformable GAN's ``nn_features: reid``."""
+    sha256, the terms' weights, and which real images it was trained on (number of identities, images per
+    identity and subset seed, held-out validation identities); None without identity losses or Deformable GAN's
+    ``nn_features: reid``."""
     ic = getattr(getattr(cfg, "loss", None), "identity", None)
     if ic is None or not ic.model or not (ic.active or getattr(cfg.loss, "nn_features", "") == "reid"):
         return None
     from reid_aug.runtime import load_torch_file
     from reid_aug.utils.io import sha256_file
 
-    meta = load_torch_file(Path(ic.model), "a Re-ID model", "Pass OUT/models/<variant>_seed<S>.pt of `reid-aug benchmark`.")
+    meta = load_torch_file(Path(ic.model), "a Re-ID model",
+                           "Pass OUT/models/<variant>_seed<S>.pt of `reid-aug benchmark`.")
     data = (meta.get("config") or {}).get("data", {}) if isinstance(meta, dict) else {}
     per_id = int(data.get("train_per_id") or 0)
     return {"model": str(ic.model), "sha256": sha256_file(Path(ic.model)), "feature_weight": ic.feature_weight,

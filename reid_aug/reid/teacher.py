@@ -13,7 +13,8 @@ with ``w(t) = teacher_weight * min(1, t / (teacher_ramp * total))`` (a linear ra
 a teacher that is always right gives exactly the hard labels (KL to a one-hot = its cross-entropy), T > 1
 softens it. (Hinton's distillation would temper the student too and scale by T^2; then T -> 0 would not reach
 the hard labels. At T = 1 the two are the same, so records made at T = 1 hold under either.) The teacher is
-frozen and in eval mode (its batch-norm statistics never move); its logits are ``classifier(features)`` of the eval-mode model.
+frozen and in eval mode (its batch-norm statistics never move); its logits are ``classifier(features)`` of the
+eval-mode model.
 """
 from __future__ import annotations
 

@@ -173,7 +173,7 @@ def identity_record(cfg) -> dict | None:
     from reid_aug.utils.io import sha256_file
 
     meta = load_torch_file(Path(ic.model), "a Re-ID model",
-                           "Pass OUT/models/<variant>_seed<S>.pt of `reid-aug benchmark`.")
+                           "Set loss.identity.model to OUT/models/<variant>_seed<S>.pt of `reid-aug benchmark`.")
     data = (meta.get("config") or {}).get("data", {}) if isinstance(meta, dict) else {}
     per_id = int(data.get("train_per_id") or 0)
     return {"model": str(ic.model), "sha256": sha256_file(Path(ic.model)), "feature_weight": ic.feature_weight,

@@ -48,6 +48,7 @@ def read_run_record(run: GeneratorRun) -> dict:
 def write_run_files(cfg, family: str, dataset: str, run: GeneratorRun, data_info: dict, trained: list[str],
                     init_info: dict | None = None) -> None:
     """``config.yaml`` and ``run.json`` at the start of training (``complete`` false)."""
+    identity = identity_record(cfg)      # before anything is written: a missing identity network fails cleanly
     save_config(cfg, run.config)
     try:
         old = read_run_record(run)
@@ -55,7 +56,6 @@ def write_run_files(cfg, family: str, dataset: str, run: GeneratorRun, data_info
         old = {}
     info = {"family": family, "dataset": dataset, "data": data_info, "torch": torch.__version__,
             "world_size": int(os.environ.get("WORLD_SIZE", "1")), "complete": False, "trained": list(trained)}
-    identity = identity_record(cfg)
     if identity:
         info["identity_model"] = identity
     init_info = init_info or old.get("init_from")   # a resumed init_from run keeps its record

@@ -7,6 +7,8 @@
 #   OUT=runs/idloss PARTS="gen-plain base12 eval-plain" bash benchmarks/identity_losses_cpu.sh  # lane 2
 #   OUT=runs/idloss PARTS="reid teacher" bash benchmarks/identity_losses_cpu.sh   # x2 (sweep runs are claimed)
 #   OUT=runs/idloss PARTS=judge bash benchmarks/identity_losses_cpu.sh
+#   OUT=runs/idloss PARTS=copies bash benchmarks/identity_losses_cpu.sh   # x2 after syn_id exists
+#   OUT=runs/idloss FAMILY=defgan PARTS="gen-id eval-id" bash ...        # Deformable GAN (names defgan_*)
 #
 # Parts:
 #   base0:      the identity network: a `benchmark --baseline-only` OSNet x0.25 (reid_cpu_market, batch mixing plan,
@@ -22,13 +24,20 @@
 #   teacher:    a second sweep on syn_id with teacher soft labels (DG-Net), the teacher = base0's model.
 #   teacher-plain: the control: the same teacher on the plain generator's images (is a gain the images' or the
 #               distillation's?).
+#   copies:     the no-generation control: syn_id's twin with every image its own source image
+#               (benchmarks/source_copies.py), trained with the same teacher labels (what distillation gives alone).
 #   judge:      benchmarks/identity_judge.py on both synthesized sets with the seed-1 (independent) and seed-0 models,
 #               and benchmarks/source_similarity.py (how close each set stays to its source images).
+#
+# FAMILY=defgan: the same parts for Deformable GAN (`defgan_market_cpu`, DEFGAN_STEPS steps, the budget of
+# benchmarks/defgan_vs_pg2_cpu.sh), every run and set named defgan_<name> (defgan_plain, syn_defgan_id, ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export REID_AUG_MARKET_ROOT="${REID_AUG_MARKET_ROOT:-$(cd .. && pwd)/shared/datasets/market1501}"
 OUT="${OUT:-runs/idloss}"
 PARTS="${PARTS:-base0 gen-plain gen-id base12 eval-plain eval-id reid teacher teacher-plain judge}"
+FAMILY="${FAMILY:-pg2}"; DEFGAN_STEPS="${DEFGAN_STEPS:-1350}"
+P=""; [ "$FAMILY" = defgan ] && P="defgan_"   # run and set names: plain / id (PG²), defgan_plain / defgan_id
 GEN_SEED="${GEN_SEED:-0}"; G1_ITERS="${G1_ITERS:-1100}"; K="${K:-10}"; SEEDS="${SEEDS:-0,1,2}"
 FW="${FW:-1.0}"; IW="${IW:-0.1}"; PW="${PW:-1.0}"
 EVAL=(); [ -n "${LIMIT:-}" ] && EVAL+=(--limit "$LIMIT")
@@ -36,6 +45,9 @@ REID=(--recipe reid_cpu_market --dataset market --set train.mix=batch)
 ID_MODEL="$OUT/base0/models/baseline_seed0.pt"
 JUDGE_MODEL="$OUT/base12/models/baseline_seed1.pt"
 mkdir -p "$OUT"
+# Baselines trained once and taken over by every sweep (seeds 3, 4: trained by the first 5-seed sweep).
+BASELINES=(--baseline-from "$OUT/base0" --baseline-from "$OUT/base12")
+[ -d "$OUT/sweep_teacher/cells/augmented=syn_id" ] && BASELINES+=(--baseline-from "$OUT/sweep_teacher/cells/augmented=syn_id")
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 stamp() { echo "[$(date -u +%FT%TZ)] $*"; }
 timed() {   # timed NAME CMD...: run, append the wall seconds of this call to walltimes.txt
@@ -43,12 +55,17 @@ timed() {   # timed NAME CMD...: run, append the wall seconds of this call to wa
     "$@"
     echo "$name wall seconds (this call): $(( $(date +%s) - start ))" | tee -a "$OUT/walltimes.txt"
 }
-generator() {   # generator NAME [--set ...]: train G1, then synthesize from it
-    local name=$1; shift
+generator() {   # generator NAME [--set ...]: train (PG²: G1 only), then synthesize from it
+    local name=$1 recipe; shift
+    if [ "$FAMILY" = defgan ]; then
+        recipe=(--recipe defgan_market_cpu --set train.steps="$DEFGAN_STEPS")
+    else
+        recipe=(--recipe pg2_market_cpu --set pose.mask_style=pg2 --set loss.d_variant=pair
+                --set "train.stages=[g1]" --set train.g1_iters="$G1_ITERS")
+    fi
     stamp "$name: train"
-    timed "$name train" reid-aug train-generator market --recipe pg2_market_cpu --out "$OUT/$name" \
-        --set pose.mask_style=pg2 --set loss.d_variant=pair --set train.tensorboard=false \
-        --set "train.stages=[g1]" --set train.g1_iters="$G1_ITERS" --set train.seed="$GEN_SEED" "$@" --resume
+    timed "$name train" reid-aug train-generator market "${recipe[@]}" --out "$OUT/$name" \
+        --set train.tensorboard=false --set train.seed="$GEN_SEED" "$@" --resume
     stamp "$name: synthesize"
     timed "$name synthesize" reid-aug synthesize --run "$OUT/$name" --dataset market --poses-per-id "$K" \
         --strategy diverse --out "$OUT/syn_$name" --device cpu
@@ -62,36 +79,40 @@ if part base0; then
     stamp "identity network (baseline seed 0)"
     timed "base0" reid-aug benchmark --baseline-only "${REID[@]}" --seeds 0 --out "$OUT/base0"
 fi
-part gen-plain && generator plain
+part gen-plain && generator "${P}plain"
 if part gen-id; then
     [ -f "$ID_MODEL" ] || { echo "no identity network at $ID_MODEL: run PARTS=base0 first" >&2; exit 2; }
-    generator id --set loss.identity.model="$ID_MODEL" --set loss.identity.feature_weight="$FW" \
+    generator "${P}id" --set loss.identity.model="$ID_MODEL" --set loss.identity.feature_weight="$FW" \
         --set loss.identity.id_weight="$IW" --set loss.identity.perceptual_weight="$PW"
 fi
 if part base12; then
     stamp "baselines seeds 1, 2 (seed 1: the independent judge)"
     timed "base12" reid-aug benchmark --baseline-only "${REID[@]}" --seeds 1,2 --out "$OUT/base12"
 fi
-part eval-plain && evaluate plain
-part eval-id && evaluate id
+part eval-plain && evaluate "${P}plain"
+part eval-id && evaluate "${P}id"
 if part reid; then
     stamp "reid sweep (hard labels)"
-    reid-aug sweep "${REID[@]}" --grid "augmented=$OUT/syn_plain,$OUT/syn_id" --seeds "$SEEDS" \
-        --out "$OUT/sweep" --baseline-from "$OUT/base0" --baseline-from "$OUT/base12"
+    reid-aug sweep "${REID[@]}" --grid "augmented=$OUT/syn_${P}plain,$OUT/syn_${P}id" --seeds "$SEEDS" \
+        --out "$OUT/${P}sweep" "${BASELINES[@]}"
 fi
 teacher_sweep() {   # teacher_sweep SET OUT_NAME
     stamp "reid sweep (teacher soft labels) on $1"
     reid-aug sweep "${REID[@]}" --grid "augmented=$OUT/$1" --seeds "$SEEDS" --labels teacher \
-        --set train.teacher="$ID_MODEL" --out "$OUT/$2" --baseline-from "$OUT/base0" --baseline-from "$OUT/base12"
+        --set train.teacher="$ID_MODEL" --out "$OUT/$2" "${BASELINES[@]}"
 }
-part teacher && teacher_sweep syn_id sweep_teacher
-part teacher-plain && teacher_sweep syn_plain sweep_teacher_plain
+part teacher && teacher_sweep "syn_${P}id" "${P}sweep_teacher"
+part teacher-plain && teacher_sweep "syn_${P}plain" "${P}sweep_teacher_plain"
+if part copies; then
+    python benchmarks/source_copies.py "$OUT/syn_${P}id" "$OUT/copies_${P}id" --dataset market
+    teacher_sweep "copies_${P}id" "${P}sweep_teacher_copies"
+fi
 if part judge; then
-    for name in plain id; do
+    for name in "${P}plain" "${P}id"; do
         stamp "judge syn_$name"
         python benchmarks/identity_judge.py "$OUT/syn_$name" --reid-model "$JUDGE_MODEL" --reid-model "$ID_MODEL" \
             --out "$OUT/judge_$name.json"
     done
-    python benchmarks/source_similarity.py "$OUT/syn_plain" "$OUT/syn_id" --out "$OUT/source_similarity.json"
+    python benchmarks/source_similarity.py "$OUT/syn_${P}plain" "$OUT/syn_${P}id" --out "$OUT/${P}source_similarity.json"
 fi
 stamp "done"

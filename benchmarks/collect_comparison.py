@@ -4,7 +4,8 @@
     python benchmarks/collect_comparison.py identity_losses --runs runs/idloss --out benchmarks/results/identity_losses
 
 Comparisons (``COMPARISONS``): ``defgan_vs_pg2`` (issue 13, ``benchmarks/defgan_vs_pg2_cpu.sh``; this script was
-``collect_defgan_vs_pg2.py``) and ``identity_losses`` (issue 20, ``benchmarks/identity_losses_cpu.sh``).
+``collect_defgan_vs_pg2.py``), ``identity_losses`` and ``identity_losses_defgan`` (issue 20,
+``benchmarks/identity_losses_cpu.sh``, PG² and ``FAMILY=defgan``).
 
 - Generator quality on the standard Market-1501 test pairs (both evaluated on the same pairs): SSIM and mask-SSIM
   in both published protocols, L1, identity retrieval where the evaluation had a judge (``--reid-model``), the
@@ -56,6 +57,7 @@ class Comparison:
     sweeps: tuple = ("sweep",)
     contrasts: tuple = ()
     extra_sets: tuple = ()      # more synthesized sets whose descriptors are copied
+    similarity: str = "source_similarity.json"   # benchmarks/source_similarity.py's record in RUNS
 
     @property
     def names(self) -> tuple:
@@ -71,11 +73,21 @@ COMPARISONS = {
         extra_sets=("syn_pg2_views", "syn_pg2_rotate")),
     "identity_losses": Comparison(
         {"plain": "PG² G1", "id": "PG² G1 + identity losses"}, a="id", b="plain",
-        sweeps=("sweep", "sweep_teacher", "sweep_teacher_plain"),
+        sweeps=("sweep", "sweep_teacher", "sweep_teacher_plain", "sweep_teacher_copies"),
         contrasts=((("sweep", "syn_id"), ("sweep", "syn_plain")),
                    (("sweep_teacher", "syn_id"), ("sweep", "syn_id")),
                    (("sweep_teacher_plain", "syn_plain"), ("sweep", "syn_plain")),
-                   (("sweep_teacher", "syn_id"), ("sweep_teacher_plain", "syn_plain")))),
+                   (("sweep_teacher", "syn_id"), ("sweep_teacher_plain", "syn_plain")),
+                   # the no-generation control: the same teacher on the sources themselves
+                   (("sweep_teacher", "syn_id"), ("sweep_teacher_copies", "copies_id")),
+                   (("sweep_teacher_plain", "syn_plain"), ("sweep_teacher_copies", "copies_id")))),
+    # identity_losses_cpu.sh with FAMILY=defgan; defgan_plain = defgan_vs_pg2's Deformable GAN run (same recipe,
+    # steps and seed), its set and judge record copied in
+    "identity_losses_defgan": Comparison(
+        {"defgan_plain": "Deformable GAN", "defgan_id": "Deformable GAN + identity losses"}, a="defgan_id",
+        b="defgan_plain", sweeps=("defgan_sweep", "defgan_sweep_teacher"),
+        contrasts=((("defgan_sweep_teacher", "syn_defgan_id"), ("defgan_sweep", "syn_defgan_id")),),
+        similarity="defgan_source_similarity.json"),
 }
 
 
@@ -183,9 +195,9 @@ def reid(runs: Path, seeds: list[int], comp: Comparison) -> dict:
     return {"cells": cells, "seeds": seeds, "contrasts": between}
 
 
-def judges(runs: Path) -> dict:
+def judges(runs: Path, comp: Comparison) -> dict:
     out = {}
-    for p in sorted(runs.glob("judge_*.json")):
+    for p in sorted(runs / f"judge_{name}.json" for name in comp.names):
         if p.is_file():
             out[p.stem.split("_", 1)[1]] = [{"reid_model": Path(j["reid_model"]).name, **j["generated"],
                          "chance_top1": j["chance_top1"], "n_identities": j["n_identities"],
@@ -334,8 +346,14 @@ def copy_runs(runs: Path, dest: Path, comp: Comparison) -> None:
         for f in (syn.descriptor,) + ((syn.contact_sheet,) if name.endswith("views") else ()):
             if f.is_file():
                 copy_record(f, dest / name / f.name)
-    for f in [*runs.glob("judge_*.json"), *runs.glob("source_similarity.json")]:
-        copy_record(f, dest / f.name)
+    controls = [runs / cell / "copies.json" for sweep, cell in (c for pair in comp.contrasts for c in pair)
+                if cell.startswith("copies_")]   # benchmarks/source_copies.py's record of a control set
+    for f in controls:
+        if f.is_file():
+            copy_record(f, dest / f.parent.name / f.name)
+    for f in [*(runs / f"judge_{name}.json" for name in comp.names), runs / comp.similarity]:
+        if f.is_file():
+            copy_record(f, dest / f.name)
     if (runs / "walltimes.txt").is_file():
         copy_record(runs / "walltimes.txt", dest / "walltimes.txt")
 
@@ -353,9 +371,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows, per_pair = generator_rows(args.runs, comp)
     res = {"comparison": args.comparison, "generators": rows, "generator_deltas": generator_deltas(per_pair, comp),
-           "reid": reid(args.runs, seeds, comp), "judges": judges(args.runs),
-           "source_similarity": (json.loads((args.runs / "source_similarity.json").read_text())["sets"]
-                                 if (args.runs / "source_similarity.json").is_file() else None)}
+           "reid": reid(args.runs, seeds, comp), "judges": judges(args.runs, comp),
+           "source_similarity": (json.loads((args.runs / comp.similarity).read_text())["sets"]
+                                 if (args.runs / comp.similarity).is_file() else None)}
     eval_grid(args.runs, out, comp)
     synthesized_grid(args.runs, out, comp)
     copy_runs(args.runs, out, comp)

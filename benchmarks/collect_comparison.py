@@ -73,12 +73,16 @@ COMPARISONS = {
         extra_sets=("syn_pg2_views", "syn_pg2_rotate")),
     "identity_losses": Comparison(
         {"plain": "PG² G1", "id": "PG² G1 + identity losses"}, a="id", b="plain",
-        sweeps=("sweep", "sweep_teacher", "sweep_teacher_plain", "sweep_teacher_copies"),
+        sweeps=("sweep", "sweep_teacher", "sweep_teacher_plain", "sweep_teacher_sources", "sweep_teacher_copies"),
         contrasts=((("sweep", "syn_id"), ("sweep", "syn_plain")),
                    (("sweep_teacher", "syn_id"), ("sweep", "syn_id")),
                    (("sweep_teacher_plain", "syn_plain"), ("sweep", "syn_plain")),
                    (("sweep_teacher", "syn_id"), ("sweep_teacher_plain", "syn_plain")),
-                   # the no-generation control: the same teacher on the sources themselves
+                   # the no-generation control, the same teacher on the sources themselves: the script's `sources`
+                   # part (train.augmented_images=sources), or as recorded on 2026-12-04, the same images copied
+                   # into a set of their own (benchmarks/source_copies.py of 3a77de1)
+                   (("sweep_teacher", "syn_id"), ("sweep_teacher_sources", "syn_id")),
+                   (("sweep_teacher_plain", "syn_plain"), ("sweep_teacher_sources", "syn_id")),
                    (("sweep_teacher", "syn_id"), ("sweep_teacher_copies", "copies_id")),
                    (("sweep_teacher_plain", "syn_plain"), ("sweep_teacher_copies", "copies_id")))),
     # identity_losses_cpu.sh with FAMILY=defgan; defgan_plain = defgan_vs_pg2's Deformable GAN run (same recipe,

@@ -7,7 +7,7 @@
 #   OUT=runs/idloss PARTS="gen-plain base12 eval-plain" bash benchmarks/identity_losses_cpu.sh  # lane 2
 #   OUT=runs/idloss PARTS="reid teacher" bash benchmarks/identity_losses_cpu.sh   # x2 (sweep runs are claimed)
 #   OUT=runs/idloss PARTS=judge bash benchmarks/identity_losses_cpu.sh
-#   OUT=runs/idloss PARTS=copies bash benchmarks/identity_losses_cpu.sh   # x2 after syn_id exists
+#   OUT=runs/idloss PARTS=sources bash benchmarks/identity_losses_cpu.sh   # x2 after syn_id exists
 #   OUT=runs/idloss FAMILY=defgan PARTS="gen-id eval-id" bash ...        # Deformable GAN (names defgan_*)
 #
 # Parts:
@@ -24,8 +24,8 @@
 #   teacher:    a second sweep on syn_id with teacher soft labels (DG-Net), the teacher = base0's model.
 #   teacher-plain: the control: the same teacher on the plain generator's images (is a gain the images' or the
 #               distillation's?).
-#   copies:     the no-generation control: syn_id's twin with every image its own source image
-#               (benchmarks/source_copies.py), trained with the same teacher labels (what distillation gives alone).
+#   sources:    the no-generation control: the teacher sweep on syn_id with every image replaced by its own source
+#               image (train.augmented_images=sources): what the distillation gives without a generated pixel.
 #   judge:      benchmarks/identity_judge.py on both synthesized sets with the seed-1 (independent) and seed-0 models,
 #               and benchmarks/source_similarity.py (how close each set stays to its source images).
 #
@@ -96,17 +96,15 @@ if part reid; then
     reid-aug sweep "${REID[@]}" --grid "augmented=$OUT/syn_${P}plain,$OUT/syn_${P}id" --seeds "$SEEDS" \
         --out "$OUT/${P}sweep" "${BASELINES[@]}"
 fi
-teacher_sweep() {   # teacher_sweep SET OUT_NAME
-    stamp "reid sweep (teacher soft labels) on $1"
-    reid-aug sweep "${REID[@]}" --grid "augmented=$OUT/$1" --seeds "$SEEDS" --labels teacher \
-        --set train.teacher="$ID_MODEL" --out "$OUT/$2" "${BASELINES[@]}"
+teacher_sweep() {   # teacher_sweep SET OUT_NAME [--set ...]
+    local set=$1 name=$2; shift 2
+    stamp "reid sweep (teacher soft labels) on $set $*"
+    reid-aug sweep "${REID[@]}" --grid "augmented=$OUT/$set" --seeds "$SEEDS" --labels teacher "$@" \
+        --set train.teacher="$ID_MODEL" --out "$OUT/$name" "${BASELINES[@]}"
 }
 part teacher && teacher_sweep "syn_${P}id" "${P}sweep_teacher"
 part teacher-plain && teacher_sweep "syn_${P}plain" "${P}sweep_teacher_plain"
-if part copies; then
-    python benchmarks/source_copies.py "$OUT/syn_${P}id" "$OUT/copies_${P}id" --dataset market
-    teacher_sweep "copies_${P}id" "${P}sweep_teacher_copies"
-fi
+part sources && teacher_sweep "syn_${P}id" "${P}sweep_teacher_sources" --set train.augmented_images=sources
 if part judge; then
     for name in "${P}plain" "${P}id"; do
         stamp "judge syn_$name"

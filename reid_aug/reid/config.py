@@ -10,6 +10,7 @@ from reid_aug.config import ConfigError
 
 MIXES = ("pool", "batch")
 LABEL_MODES = ("same-id", "lsro", "teacher")
+AUGMENTED_IMAGES = ("synthesized", "sources")
 TRANSFORMS = ("random_flip", "random_crop", "random_patch", "color_jitter", "random_erase")
 DIST_METRICS = ("euclidean", "cosine")
 BUDGETS = ("epochs", "iterations")
@@ -70,6 +71,10 @@ class TrainConfig:
     teacher_temperature: float = 1.0
     teacher_weight: float = 1.0
     teacher_ramp: float = 0.0           # the weight ramps up linearly over this fraction of training (0: none)
+    # "sources": the no-generation control. Every synthesized image is replaced by the real source image it was
+    # generated from (the manifest's `source`); counts, identities, stream and labels stay, not one generated
+    # pixel is seen. A gain that survives it is not the generator's (e.g. teacher labels: distillation).
+    augmented_images: str = "synthesized"
     max_iters_per_epoch: int = 0        # > 0: cut every epoch after this many iterations (CPU sizing)
     # "epochs": both variants train `epochs` epochs (the papers' recipes; the augmented model, with more
     # images, takes more optimizer steps). "iterations": the baseline takes exactly as many steps as the
@@ -126,6 +131,8 @@ def validate(cfg: BenchmarkConfig) -> None:
                           "same real images, e.g. OUT/models/baseline_seed0.pt)")
     if t.teacher_temperature <= 0 or t.teacher_weight < 0 or not 0 <= t.teacher_ramp <= 1:
         raise ConfigError("train.teacher_temperature must be > 0, teacher_weight >= 0, teacher_ramp in [0, 1]")
+    if t.augmented_images not in AUGMENTED_IMAGES:
+        raise ConfigError(f"train.augmented_images={t.augmented_images!r}; expected one of {AUGMENTED_IMAGES}")
     if t.mix not in MIXES:
         raise ConfigError(f"train.mix={t.mix!r}; expected one of {MIXES}")
     if not 0 < t.synthetic_ratio <= 8 or t.synthetic_weight < 0 or t.synthetic_label_smooth >= 1:

@@ -113,6 +113,19 @@ def read_augmented(augmented_dir: str | Path) -> pd.DataFrame:
     return table
 
 
+def source_images_of(table: pd.DataFrame, augmented_dir: str | Path, index) -> pd.DataFrame:
+    """``train.augmented_images: sources``: :func:`read_augmented`'s table with every ``path`` replaced by the real
+    image the synthesized one was made from (the manifest's ``source``, found in ``index``); names, identities and
+    cameras unchanged, so the run draws the same stream with the same labels."""
+    manifest = SynthesizedSet(augmented_dir).manifest
+    if not manifest.is_file():
+        raise DatasetError(f"train.augmented_images=sources needs {manifest} (its source column names each "
+                           f"synthesized image's source); the folder has none")
+    man = read_csv(manifest, "a synthesis manifest (manifest.csv)", required=("file", "source"))
+    source = dict(zip(man["file"].map(lambda f: Path(str(f)).name), man["source"].astype(str)))
+    return table.assign(path=[str(index.path_of(source[n])) for n in table["name"]])
+
+
 # --------------------------------------------------------------------------- splits
 def validation_split(train: pd.DataFrame, val_ids: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame,
                                                                                  pd.DataFrame]:

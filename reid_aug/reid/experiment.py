@@ -101,7 +101,7 @@ def prepare_experiment(cfg: BenchmarkConfig, dataset: str, augmented_dir: Path |
                        ) -> Experiment:
     """Read the dataset and the synthesized set, build each variant's lists and training plan."""
     from reid_aug.dataset.market import load_dataset
-    from reid_aug.reid.data import SYNTHESIZED_DSETID, build_splits, read_augmented
+    from reid_aug.reid.data import SYNTHESIZED_DSETID, build_splits, read_augmented, source_images_of
     from reid_aug.utils.io import sha256_file
 
     device = resolve_device(cfg.runtime.device)
@@ -111,6 +111,9 @@ def prepare_experiment(cfg: BenchmarkConfig, dataset: str, augmented_dir: Path |
     tables = {"baseline": None}
     if augmented_dir is not None:
         tables["augmented"] = read_augmented(augmented_dir)
+        if cfg.train.augmented_images == "sources":     # the no-generation control
+            tables["augmented"] = source_images_of(tables["augmented"], augmented_dir, index)
+            log.info("augmented: every synthesized image replaced by its own source image (no-generation control)")
     splits = {v: build_splits(index, table, d.train_per_id, d.subsample_seed, d.test_ids, d.val_ids, d.val_seed,
                               cfg.eval.split) for v, table in tables.items()}
     synthetic_items = []

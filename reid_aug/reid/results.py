@@ -63,7 +63,7 @@ def run_seeds(runs: dict) -> list[int]:
 
 # train keys that act on synthesized images only: two benchmarks that differ only in them train the same baseline
 SYNTHESIZED_ONLY_KEYS = ("labels", "mix", "synthetic_ratio", "synthetic_weight", "synthetic_label_smooth", "teacher",
-                         "teacher_temperature", "teacher_weight", "teacher_ramp")
+                         "teacher_temperature", "teacher_weight", "teacher_ramp", "augmented_images")
 
 
 def reuse_shared_baselines(results: dict, setup: dict, plan: dict, seeds, candidates, out_dir: Path) -> int:

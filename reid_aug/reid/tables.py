@@ -374,6 +374,9 @@ def setup_lines(setup: dict, info: dict) -> list[str]:
     synthesized = (f" + {info.get('n_synthesized')} synthesized images from `{setup.get('augmented_dir')}` under "
                    f"their source pid, {mix_phrase(train)}" if setup.get("augmented_dir") else
                    "; no synthesized set given (augmented row empty)")
+    if setup.get("augmented_dir") and train.get("augmented_images") == "sources":
+        synthesized += (" -- **no-generation control**: each replaced by its own real source image "
+                        "(`train.augmented_images=sources`)")
     test = (f"(**smoke setting**: only the first {data.get('test_ids')} test identities, no distractors; not "
             "comparable with the full protocol)." if data.get("test_ids") else
             "(Market protocol: same pid + camera removed, junk out, distractors in).")

@@ -29,6 +29,7 @@
 #   judge:      benchmarks/identity_judge.py on both synthesized sets with the seed-1 (independent) and seed-0 models,
 #               and benchmarks/source_similarity.py (how close each set stays to its source images).
 #
+# SETS: the sets the reid and judge parts take (default both; a finished judge record is kept).
 # FAMILY=defgan: the same parts for Deformable GAN (`defgan_market_cpu`, DEFGAN_STEPS steps, the budget of
 # benchmarks/defgan_vs_pg2_cpu.sh), every run and set named defgan_<name> (defgan_plain, syn_defgan_id, ...).
 set -euo pipefail
@@ -38,6 +39,7 @@ OUT="${OUT:-runs/idloss}"
 PARTS="${PARTS:-base0 gen-plain gen-id base12 eval-plain eval-id reid teacher teacher-plain judge}"
 FAMILY="${FAMILY:-pg2}"; DEFGAN_STEPS="${DEFGAN_STEPS:-1350}"
 P=""; [ "$FAMILY" = defgan ] && P="defgan_"   # run and set names: plain / id (PG²), defgan_plain / defgan_id
+SETS="${SETS:-${P}plain ${P}id}"   # the generators' sets that `reid` and `judge` take
 GEN_SEED="${GEN_SEED:-0}"; G1_ITERS="${G1_ITERS:-1100}"; K="${K:-10}"; SEEDS="${SEEDS:-0,1,2}"
 FW="${FW:-1.0}"; IW="${IW:-0.1}"; PW="${PW:-1.0}"
 EVAL=(); [ -n "${LIMIT:-}" ] && EVAL+=(--limit "$LIMIT")
@@ -93,7 +95,8 @@ part eval-plain && evaluate "${P}plain"
 part eval-id && evaluate "${P}id"
 if part reid; then
     stamp "reid sweep (hard labels)"
-    reid-aug sweep "${REID[@]}" --grid "augmented=$OUT/syn_${P}plain,$OUT/syn_${P}id" --seeds "$SEEDS" \
+    grid=""; for name in $SETS; do grid+="${grid:+,}$OUT/syn_$name"; done
+    reid-aug sweep "${REID[@]}" --grid "augmented=$grid" --seeds "$SEEDS" \
         --out "$OUT/${P}sweep" "${BASELINES[@]}"
 fi
 teacher_sweep() {   # teacher_sweep SET OUT_NAME [--set ...]
@@ -106,7 +109,8 @@ part teacher && teacher_sweep "syn_${P}id" "${P}sweep_teacher"
 part teacher-plain && teacher_sweep "syn_${P}plain" "${P}sweep_teacher_plain"
 part sources && teacher_sweep "syn_${P}id" "${P}sweep_teacher_sources" --set train.augmented_images=sources
 if part judge; then
-    for name in "${P}plain" "${P}id"; do
+    for name in $SETS; do
+        [ -f "$OUT/judge_$name.json" ] && continue
         stamp "judge syn_$name"
         python benchmarks/identity_judge.py "$OUT/syn_$name" --reid-model "$JUDGE_MODEL" --reid-model "$ID_MODEL" \
             --out "$OUT/judge_$name.json"

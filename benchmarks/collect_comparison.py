@@ -73,7 +73,8 @@ COMPARISONS = {
         extra_sets=("syn_pg2_views", "syn_pg2_rotate")),
     "identity_losses": Comparison(
         {"plain": "PG² G1", "id": "PG² G1 + identity losses"}, a="id", b="plain",
-        sweeps=("sweep", "sweep_teacher", "sweep_teacher_plain", "sweep_teacher_sources", "sweep_teacher_copies"),
+        sweeps=("sweep", "sweep_teacher", "sweep_teacher_plain", "sweep_teacher_sources", "sweep_teacher_copies",
+                "sweep_sources"),
         contrasts=((("sweep", "syn_id"), ("sweep", "syn_plain")),
                    (("sweep_teacher", "syn_id"), ("sweep", "syn_id")),
                    (("sweep_teacher_plain", "syn_plain"), ("sweep", "syn_plain")),
@@ -84,6 +85,8 @@ COMPARISONS = {
                    (("sweep_teacher", "syn_id"), ("sweep_teacher_sources", "syn_id")),
                    (("sweep_teacher_plain", "syn_plain"), ("sweep_teacher_sources", "syn_id")),
                    (("sweep_teacher", "syn_id"), ("sweep_teacher_copies", "copies_id")),
+                   (("sweep_teacher_copies", "copies_id"), ("sweep_sources", "syn_id")),   # teacher - hard, sources
+                   (("sweep", "syn_id"), ("sweep_sources", "syn_id")),
                    (("sweep_teacher_plain", "syn_plain"), ("sweep_teacher_copies", "copies_id")))),
     # identity_losses_cpu.sh with FAMILY=defgan; defgan_plain = defgan_vs_pg2's Deformable GAN run (same recipe,
     # steps and seed), its set and judge record copied in

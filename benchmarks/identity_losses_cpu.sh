@@ -26,6 +26,7 @@
 #               distillation's?).
 #   sources:    the no-generation control: the teacher sweep on syn_id with every image replaced by its own source
 #               image (train.augmented_images=sources): what the distillation gives without a generated pixel.
+#   sources-hard: the same sources with hard labels (is it the teacher, or only more real exposure?).
 #   judge:      benchmarks/identity_judge.py on both synthesized sets with the seed-1 (independent) and seed-0 models,
 #               and benchmarks/source_similarity.py (how close each set stays to its source images).
 #
@@ -108,6 +109,11 @@ teacher_sweep() {   # teacher_sweep SET OUT_NAME [--set ...]
 part teacher && teacher_sweep "syn_${P}id" "${P}sweep_teacher"
 part teacher-plain && teacher_sweep "syn_${P}plain" "${P}sweep_teacher_plain"
 part sources && teacher_sweep "syn_${P}id" "${P}sweep_teacher_sources" --set train.augmented_images=sources
+if part sources-hard; then   # the sources with their hard labels: more real exposure, no teacher
+    stamp "reid sweep (hard labels) on the sources of syn_${P}id"
+    reid-aug sweep "${REID[@]}" --grid "augmented=$OUT/syn_${P}id" --seeds "$SEEDS" \
+        --set train.augmented_images=sources --out "$OUT/${P}sweep_sources" "${BASELINES[@]}"
+fi
 if part judge; then
     for name in $SETS; do
         [ -f "$OUT/judge_$name.json" ] && continue

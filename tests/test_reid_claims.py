@@ -106,3 +106,22 @@ def test_a_cell_waits_for_a_shared_baseline_in_training_elsewhere(tiny_toy, augm
     runs = json.loads((second / "results.json").read_text())["runs"]
     assert "cell1" in runs["baseline_seed0"]["reused_from"]
     assert runs["baseline_seed0"]["mAP"] == done["runs"]["baseline_seed0"]["mAP"]
+
+
+def test_each_seed_is_taken_from_whichever_folder_has_it(tiny_toy, augmented, tmp_path, monkeypatch):  # noqa: F811
+    """Several --baseline-from folders: seed 0's baseline from the first, seed 1's from the second, none trained."""
+    from reid_aug.reid import experiment
+    from reid_aug.reid.experiment import resolve_benchmark, run_benchmark
+
+    cfg = resolve_benchmark(model="osnet_x0_25", recipe="reid_toy", pretrained=False,
+                            overrides=SMALL + ["train.mix=batch"])
+    a, b = tmp_path / "base0", tmp_path / "base1"
+    run_benchmark(cfg, dataset=str(tiny_toy), seeds=[0], out_dir=a, baseline_only=True)
+    run_benchmark(cfg, dataset=str(tiny_toy), seeds=[1], out_dir=b, baseline_only=True)
+    trained, real = [], experiment.train_and_evaluate
+    monkeypatch.setattr(experiment, "train_and_evaluate", lambda *a, **k: trained.append(a[1:3]) or real(*a, **k))
+    out = run_benchmark(cfg, dataset=str(tiny_toy), augmented_dir=augmented, seeds=[0, 1], out_dir=tmp_path / "aug",
+                        shared_baselines=[a, b])
+    assert sorted(trained) == [("augmented", 0), ("augmented", 1)]
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert "base0" in runs["baseline_seed0"]["reused_from"] and "base1" in runs["baseline_seed1"]["reused_from"]

@@ -67,8 +67,10 @@ SYNTHESIZED_ONLY_KEYS = ("labels", "mix", "synthetic_ratio", "synthetic_weight",
 
 
 def reuse_shared_baselines(results: dict, setup: dict, plan: dict, seeds, candidates, out_dir: Path) -> int:
-    """:func:`reuse_baselines` from the first of ``candidates`` (benchmark folders, e.g. a sweep's earlier cells)
-    whose baselines are comparable; the others are passed over. Returns how many runs were taken over."""
+    """:func:`reuse_baselines` from every one of ``candidates`` (benchmark folders, e.g. a sweep's earlier cells, or
+    ``--baseline-from`` given several times) whose baselines are comparable, in order: a seed is taken from the first
+    that has it; incomparable folders are passed over. Returns how many runs were taken over."""
+    total = 0
     for source in candidates:
         if not BenchmarkDir(source).results_json.is_file() or Path(source).resolve() == Path(out_dir).resolve():
             continue
@@ -79,9 +81,8 @@ def reuse_shared_baselines(results: dict, setup: dict, plan: dict, seeds, candid
             results["runs"] = before
             log.debug("baselines of %s not shared: %s", source, e)
             continue
-        if n:
-            return n
-    return 0
+        total += n
+    return total
 
 
 def reuse_baselines(results: dict, setup: dict, plan: dict, seeds, source: Path, out_dir: Path) -> int:

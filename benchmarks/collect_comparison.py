@@ -89,11 +89,21 @@ COMPARISONS = {
                    (("sweep", "syn_id"), ("sweep_sources", "syn_id")),
                    (("sweep_teacher_plain", "syn_plain"), ("sweep_teacher_copies", "copies_id")))),
     # identity_losses_cpu.sh with FAMILY=defgan; defgan_plain = defgan_vs_pg2's Deformable GAN run (same recipe,
-    # steps and seed), its set and judge record copied in
+    # steps and seed), its set and judge record copied in, and RUNS/defgan_vs_pg2_sweep a link to that comparison's
+    # sweep (its hard-label cell of the plain Deformable GAN's images)
     "identity_losses_defgan": Comparison(
         {"defgan_plain": "Deformable GAN", "defgan_id": "Deformable GAN + identity losses"}, a="defgan_id",
-        b="defgan_plain", sweeps=("defgan_sweep", "defgan_sweep_teacher"),
-        contrasts=((("defgan_sweep_teacher", "syn_defgan_id"), ("defgan_sweep", "syn_defgan_id")),),
+        b="defgan_plain",
+        sweeps=("defgan_sweep", "defgan_sweep_teacher", "defgan_vs_pg2_sweep", "sweep_teacher", "sweep_teacher_copies",
+                "sweep_sources", "sweep"),
+        # the sets share one plan (same sources, identities, target poses), so PG²'s cells and the sources control
+        # are the Deformable GAN cells' exact references
+        contrasts=((("defgan_sweep_teacher", "syn_defgan_id"), ("defgan_sweep", "syn_defgan_id")),
+                   (("defgan_sweep_teacher", "syn_defgan_id"), ("sweep_teacher_copies", "copies_id")),
+                   (("defgan_sweep_teacher", "syn_defgan_id"), ("sweep_teacher", "syn_id")),
+                   (("defgan_sweep", "syn_defgan_id"), ("defgan_vs_pg2_sweep", "syn_defgan")),
+                   (("defgan_sweep", "syn_defgan_id"), ("sweep_sources", "syn_id")),
+                   (("defgan_sweep", "syn_defgan_id"), ("sweep", "syn_id"))),
         similarity="defgan_source_similarity.json"),
 }
 

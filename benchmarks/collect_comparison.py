@@ -58,6 +58,7 @@ class Comparison:
     contrasts: tuple = ()
     extra_sets: tuple = ()      # more synthesized sets whose descriptors are copied
     similarity: str = "source_similarity.json"   # benchmarks/source_similarity.py's record in RUNS
+    recorded_elsewhere: tuple = ()   # sweeps read for the tables whose records another comparison holds (not copied)
 
     @property
     def names(self) -> tuple:
@@ -104,7 +105,8 @@ COMPARISONS = {
                    (("defgan_sweep", "syn_defgan_id"), ("defgan_vs_pg2_sweep", "syn_defgan")),
                    (("defgan_sweep", "syn_defgan_id"), ("sweep_sources", "syn_id")),
                    (("defgan_sweep", "syn_defgan_id"), ("sweep", "syn_id"))),
-        similarity="defgan_source_similarity.json"),
+        similarity="defgan_source_similarity.json",
+        recorded_elsewhere=("defgan_vs_pg2_sweep", "sweep_teacher", "sweep_teacher_copies", "sweep_sources", "sweep")),
 }
 
 
@@ -353,7 +355,7 @@ def copy_runs(runs: Path, dest: Path, comp: Comparison) -> None:
         syn = SynthesizedSet(runs / f"syn_{fam}")   # its images: synthesized_side_by_side.png
         if syn.descriptor.is_file():
             copy_record(syn.descriptor, dest / f"syn_{fam}" / syn.descriptor.name)
-    for name in comp.sweeps:
+    for name in (n for n in comp.sweeps if n not in comp.recorded_elsewhere):
         sweep = runs / name
         for f in list(sweep.glob("sweep.*")) + list(sweep.glob("cells/*/*")):
             if f.is_file() and f.suffix in (".md", ".json", ".csv", ".png", ".yaml"):
@@ -364,7 +366,7 @@ def copy_runs(runs: Path, dest: Path, comp: Comparison) -> None:
             if f.is_file():
                 copy_record(f, dest / name / f.name)
     controls = [runs / cell / "copies.json" for sweep, cell in (c for pair in comp.contrasts for c in pair)
-                if cell.startswith("copies_")]   # benchmarks/source_copies.py's record of a control set
+                if cell.startswith("copies_") and sweep not in comp.recorded_elsewhere]   # benchmarks/source_copies.py's record of a control set
     for f in controls:
         if f.is_file():
             copy_record(f, dest / f.parent.name / f.name)

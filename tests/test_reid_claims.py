@@ -120,8 +120,10 @@ def test_each_seed_is_taken_from_whichever_folder_has_it(tiny_toy, augmented, tm
     run_benchmark(cfg, dataset=str(tiny_toy), seeds=[1], out_dir=b, baseline_only=True)
     trained, real = [], experiment.train_and_evaluate
     monkeypatch.setattr(experiment, "train_and_evaluate", lambda *a, **k: trained.append(a[1:3]) or real(*a, **k))
+    waited = []       # taken over when the results are opened: no baseline is left to the per-seed wait
+    monkeypatch.setattr(experiment, "_await_shared_baseline", lambda exp, tag, *_: waited.append(tag))
     out = run_benchmark(cfg, dataset=str(tiny_toy), augmented_dir=augmented, seeds=[0, 1], out_dir=tmp_path / "aug",
                         shared_baselines=[a, b])
-    assert sorted(trained) == [("augmented", 0), ("augmented", 1)]
+    assert sorted(trained) == [("augmented", 0), ("augmented", 1)] and waited == []
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert "base0" in runs["baseline_seed0"]["reused_from"] and "base1" in runs["baseline_seed1"]["reused_from"]

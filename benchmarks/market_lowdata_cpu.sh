@@ -1,39 +1,94 @@
 #!/usr/bin/env bash
-# Issue 14, regime "Market-1501 with N real images per identity", leak-free: the generator is trained on the kept
-# images only (same subset seed as the benchmark's data.subsample_seed), synthesis reads only kept images as
-# sources, and the Re-ID benchmark keeps the same N. Every step resumes.
+# Issue 14, regime "Market-1501 with N real images per identity", leak-free: the generator, the teacher and the
+# identity judge are trained on the kept images only (the subset seed is the same everywhere: 0), synthesis reads
+# only kept images as sources, and the Re-ID runs keep the same N. Every part resumes; run parts in two shells to
+# use both cores (a sweep's runs are claimed, so two shells can share one sweep).
 #
-#   N=2 OUT=runs/market_n2 bash benchmarks/market_lowdata_cpu.sh
+#   N=2 OUT=runs/market_n2 PARTS="gen syn" bash benchmarks/market_lowdata_cpu.sh            # shell 1
+#   N=2 OUT=runs/market_n2 PARTS="val base0 base12" bash benchmarks/market_lowdata_cpu.sh   # shell 2
+#   N=2 OUT=runs/market_n2 PARTS="reid teacher sources judge" bash benchmarks/market_lowdata_cpu.sh   # both shells
 #
-# 1. PG² stage I as published (pose-mask L1, PG²'s mask), 1,100 iterations on the kept subset's pairs;
-# 2. synthesize K = 10 per identity from the kept sources;
-# 3. validation stage: baseline curve on 100 held-out training identities (choose train.epochs);
-# 4. test stage: batch mixing, 3 seeds (two processes share the sweep).
+# Parts:
+#   gen      the generator on the kept subset's pairs (FAMILY=defgan: `defgan_market_cpu` shortened to
+#            DEFGAN_STEPS, the budget of defgan_vs_pg2; FAMILY=pg2: PG² stage I as published, G1_ITERS iterations)
+#   syn      K images per identity from the kept sources, diverse target poses (the full-data records' strategy)
+#   val      the baseline's validation curve (VAL_IDS training identities held out, the test split not read), at
+#            VAL_EPOCHS epochs, rank-1/mAP every 5: choose EPOCHS where it has flattened
+#   base0    baseline seed 0 on the test split: the teacher of `teacher` / `sources` (it saw only the kept images)
+#   base12   baselines seeds 1, 2 (seed 1: the identity judge, independent of the teacher)
+#   reid     batch mixing (CamStyle: the baseline's real batches + 12 synthesized), hard labels, SEEDS
+#   teacher  the same with the teacher's soft labels on the synthesized images
+#   sources  the no-generation control: the teacher on each synthesized image's real source (same stream, labels)
+#   judge    identity judge on the synthesized set (seed-1 and seed-0 baselines of this regime)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CLI=${CLI:-reid-aug}
-N=${N:-2}; OUT=${OUT:-runs/market_n$N}; SEEDS=${SEEDS:-0,1,2}; EPOCHS=${EPOCHS:-60}
+N=${N:-2}; OUT=${OUT:-runs/market_n$N}; SEEDS=${SEEDS:-0,1,2}; K=${K:-10}
+EPOCHS=${EPOCHS:-60}; VAL_EPOCHS=${VAL_EPOCHS:-60}; VAL_IDS=${VAL_IDS:-100}
+FAMILY=${FAMILY:-defgan}; DEFGAN_STEPS=${DEFGAN_STEPS:-1350}; G1_ITERS=${G1_ITERS:-1100}
+PARTS="${PARTS:-gen syn val base0 base12 reid teacher sources judge}"
 export REID_AUG_MARKET_ROOT="${REID_AUG_MARKET_ROOT:-$(cd .. && pwd)/shared/datasets/market1501}"
 mkdir -p "$OUT"
+part() { [[ " $PARTS " == *" $1 "* ]]; }
 stamp() { echo "[$(date -u +%FT%TZ)] $*" | tee -a "$OUT/timeline.txt"; }
+timed() {   # timed NAME CMD...: run, append the wall seconds of this call to walltimes.txt
+    local name=$1 start; shift; start=$(date +%s)
+    "$@"
+    echo "$name wall seconds (this call): $(( $(date +%s) - start ))" | tee -a "$OUT/walltimes.txt"
+}
+GEN="$OUT/$FAMILY"; SYN="$OUT/syn_${FAMILY}_k$K"
+TEACHER="$OUT/base0/models/baseline_seed0.pt"; JUDGE="$OUT/base12/models/baseline_seed1.pt"
+REGIME=(--set data.train_per_id="$N" --set data.subsample_seed=0)
+REID=(--recipe reid_cpu_small --dataset market "${REGIME[@]}" --set train.epochs="$EPOCHS" --set train.budget=epochs
+      --set eval.curve_every=0)
+SWEEP=("${REID[@]}" --set train.mix=batch --grid "augmented=$SYN" --seeds "$SEEDS"
+       --baseline-from "$OUT/base0" --baseline-from "$OUT/base12")
 
-stamp "generator on $N image(s) per identity"
-$CLI train-generator market --recipe pg2_market_cpu --set pose.mask_style=pg2 --set loss.d_variant=pair \
-    --set train.tensorboard=false --set "train.stages=[g1]" --set train.g1_iters=1100 \
-    --set data.train_per_id="$N" --set data.subset_seed=0 --out "$OUT/gen" --resume
-
-stamp "synthesize"
-$CLI synthesize --run "$OUT/gen" --dataset market --train-per-id "$N" --subset-seed 0 --poses-per-id 10 \
-    --strategy random --out "$OUT/syn_k10" --device cpu
-
-stamp "validation stage"
-$CLI sweep --recipe reid_cpu_small --dataset market --augmented "$OUT/syn_k10" --grid train.epochs="$EPOCHS" \
-    --set data.train_per_id="$N" --set train.mix=batch --set data.val_ids=100 --set eval.split=val --seeds 0 \
-    --out "$OUT/val"
-
-stamp "test stage"
-test=(--recipe reid_cpu_small --dataset market --grid "augmented=$OUT/syn_k10" --set data.train_per_id="$N"
-      --set train.mix=batch --set train.epochs="$EPOCHS" --set train.budget=epochs --set eval.curve_every=0
-      --seeds "$SEEDS" --out "$OUT/test_batch")
-$CLI sweep "${test[@]}" & sleep 60; $CLI sweep "${test[@]}"; wait
-stamp "done"
+if part gen; then
+    stamp "$FAMILY generator on $N image(s) per identity"
+    if [ "$FAMILY" = defgan ]; then
+        recipe=(--recipe defgan_market_cpu --set train.steps="$DEFGAN_STEPS")
+    else
+        recipe=(--recipe pg2_market_cpu --set pose.mask_style=pg2 --set loss.d_variant=pair
+                --set "train.stages=[g1]" --set train.g1_iters="$G1_ITERS")
+    fi
+    timed "$FAMILY train" reid-aug train-generator market "${recipe[@]}" --set train.tensorboard=false \
+        --set train.seed=0 --set data.train_per_id="$N" --set data.subset_seed=0 --out "$GEN" --resume
+fi
+if part syn; then
+    stamp "synthesize K = $K per identity from the kept sources"
+    timed "synthesize" reid-aug synthesize --run "$GEN" --dataset market --train-per-id "$N" --subset-seed 0 \
+        --poses-per-id "$K" --strategy diverse --out "$SYN" --device cpu
+fi
+if part val; then
+    stamp "validation curve of the baseline ($VAL_IDS identities held out)"
+    timed "val_base" reid-aug benchmark --baseline-only --recipe reid_cpu_small --dataset market "${REGIME[@]}" \
+        --set data.val_ids="$VAL_IDS" --set eval.split=val --set train.epochs="$VAL_EPOCHS" --set eval.curve_every=5 \
+        --seeds 0 --out "$OUT/val_base"
+fi
+if part base0; then
+    stamp "baseline seed 0 (the teacher)"
+    timed "base0" reid-aug benchmark --baseline-only "${REID[@]}" --seeds 0 --out "$OUT/base0"
+fi
+if part base12; then
+    stamp "baselines seeds 1, 2 (seed 1: the judge)"
+    timed "base12" reid-aug benchmark --baseline-only "${REID[@]}" --seeds 1,2 --out "$OUT/base12"
+fi
+if part reid; then
+    stamp "batch mixing, hard labels"
+    timed "reid" reid-aug sweep "${SWEEP[@]}" --out "$OUT/sweep"
+fi
+if part teacher; then
+    stamp "batch mixing, teacher soft labels"
+    timed "teacher" reid-aug sweep "${SWEEP[@]}" --labels teacher --set train.teacher="$TEACHER" \
+        --out "$OUT/sweep_teacher"
+fi
+if part sources; then
+    stamp "no-generation control: the teacher on the real sources"
+    timed "sources" reid-aug sweep "${SWEEP[@]}" --labels teacher --set train.teacher="$TEACHER" \
+        --set train.augmented_images=sources --out "$OUT/sweep_sources"
+fi
+if part judge && [ ! -f "$OUT/judge.json" ]; then
+    stamp "identity judge"
+    python benchmarks/identity_judge.py "$SYN" --reid-model "$JUDGE" --reid-model "$TEACHER" --out "$OUT/judge.json"
+fi
+stamp "done: $PARTS"

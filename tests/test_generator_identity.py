@@ -103,7 +103,7 @@ def test_defgan_and_stage_two_take_the_identity_losses(tiny_toy, tmp_path):
 
 def test_the_network_must_have_seen_only_the_generators_images(tiny_toy, tmp_path):
     reid_all = _reid_file(tmp_path, tiny_toy)
-    with pytest.raises(CheckpointError, match="must see only the generator's images"):
+    with pytest.raises(CheckpointError, match="every image.s. per identity .seed 0., the generator on 2 .seed 0.: it must see only"):
         _run(tiny_toy, tmp_path / "bad", "train.stages=[g1]", "train.g1_iters=1", "data.train_per_id=2", *ID_ON,
              f"loss.identity.model={reid_all}")
     with pytest.raises(ConfigError, match="model=PATH"):

@@ -75,6 +75,13 @@ def test_teacher_needs_a_model_of_the_same_identities(tiny_toy, augmented, tmp_p
     with pytest.raises(CheckpointError, match="other identities"):
         run_benchmark(bad, dataset=str(tiny_toy), augmented_dir=augmented, seeds=[0], out_dir=tmp_path / "bad")
     assert not (tmp_path / "bad" / "results.json").exists()
+    # same identities, but the teacher saw every image and this run keeps 2 per identity: its soft labels would
+    # carry the dropped images into the low-data regime
+    leaky = resolve_benchmark(model="osnet_x0_25", recipe="reid_toy", pretrained=False, labels="teacher",
+                              overrides=SMALL + [f"train.teacher={teacher}", "data.train_per_id=2"])
+    with pytest.raises(CheckpointError, match="every image.s. per identity .seed 0., this run on 2 .seed 0."):
+        run_benchmark(leaky, dataset=str(tiny_toy), augmented_dir=augmented, seeds=[0], out_dir=tmp_path / "leaky")
+    assert not (tmp_path / "leaky" / "results.json").exists()
 
 
 def test_teacher_run_trains_with_a_frozen_teacher(tiny_toy, augmented, tmp_path, monkeypatch):  # noqa: F811

@@ -46,7 +46,7 @@ class IdentityLoss(nn.Module):
 
     def __init__(self, cfg: IdentityLossConfig, subset: tuple[int, int] = (0, 0)):
         super().__init__()
-        from reid_aug.reid.models import load_reid_model
+        from reid_aug.reid.models import check_same_subset, load_reid_model
         from reid_aug.runtime import load_torch_file
 
         path = Path(cfg.model)
@@ -55,12 +55,7 @@ class IdentityLoss(nn.Module):
                                   f"--baseline-only` on the same real images (OUT/models/baseline_seed0.pt)")
         meta = load_torch_file(path, "a Re-ID model", "Pass OUT/models/<variant>_seed<S>.pt of `reid-aug benchmark`.")
         self.net, rcfg = load_reid_model(path)
-        theirs = (int(rcfg.data.train_per_id or 0), int(rcfg.data.subsample_seed or 0) if rcfg.data.train_per_id else 0)
-        ours = (int(subset[0] or 0), int(subset[1] or 0) if subset[0] else 0)
-        if theirs != ours:
-            raise CheckpointError(f"loss.identity.model={path} was trained on {theirs[0] or 'every'} image(s) per "
-                                  f"identity (seed {theirs[1]}), the generator on {ours[0] or 'every'} (seed {ours[1]}): "
-                                  f"the identity network must see only the generator's images")
+        check_same_subset(path, rcfg, subset, "loss.identity.model", "the generator")
         self.net.requires_grad_(False).eval()
         self.size = (int(rcfg.data.height), int(rcfg.data.width))
         self.pid2label = {int(k): int(v) for k, v in (meta.get("pid2label") or {}).items()}

@@ -127,7 +127,8 @@ def prepare_experiment(cfg: BenchmarkConfig, dataset: str, augmented_dir: Path |
     if cfg.train.labels == "teacher" and "augmented" in splits:    # refused before any training
         from reid_aug.reid.teacher import Teacher
 
-        teacher = Teacher(cfg.train.teacher, splits["augmented"].pid2label, d.height, d.width, "cpu")
+        teacher = Teacher(cfg.train.teacher, splits["augmented"].pid2label, d.height, d.width, "cpu",
+                          (d.train_per_id, d.subsample_seed))
         log.info("teacher soft labels from %s (T %g, weight %g, ramp %g)", teacher.path, cfg.train.teacher_temperature,
                  cfg.train.teacher_weight, cfg.train.teacher_ramp)
     manifest = SynthesizedSet(augmented_dir).manifest if augmented_dir is not None else None
@@ -174,7 +175,8 @@ def train_and_evaluate(exp: Experiment, variant: str, seed: int) -> dict:
     if t.labels == "teacher" and variant == "augmented":
         from reid_aug.reid.teacher import Teacher
 
-        engine.teacher = (Teacher(t.teacher, splits.pid2label, cfg.data.height, cfg.data.width, exp.device),
+        engine.teacher = (Teacher(t.teacher, splits.pid2label, cfg.data.height, cfg.data.width, exp.device,
+                                  (cfg.data.train_per_id, cfg.data.subsample_seed)),
                           0.1 if t.label_smooth else 0.0, t.teacher_temperature, t.teacher_weight, t.teacher_ramp)
     engine.total_iters = plan["total_iters"]
     ckpt = exp.folder.resume_checkpoint(tag)

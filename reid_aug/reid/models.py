@@ -114,6 +114,24 @@ def save_reid_model(model, cfg: BenchmarkConfig, path: Path, extra: dict) -> Non
                                                                       if k != "num_classes"}}, path)
 
 
+def training_subset(per_id, seed) -> tuple[int, int]:
+    """``(images kept per identity, subset seed)`` of a low-data regime, ``(0, 0)`` for every image (the seed
+    means nothing then), so that two runs' regimes compare equal exactly when they kept the same images."""
+    per_id = int(per_id or 0)
+    return per_id, int(seed or 0) if per_id else 0
+
+
+def check_same_subset(path, model_cfg: BenchmarkConfig, subset: tuple[int, int], what: str, user: str) -> None:
+    """Refuse a frozen model (``what``, the user's option) trained on other real images than ``user``'s regime
+    ``subset`` (``training_subset``): in a low-data regime a model that saw the dropped images leaks them."""
+    theirs = training_subset(model_cfg.data.train_per_id, model_cfg.data.subsample_seed)
+    ours = training_subset(*subset)
+    if theirs != ours:
+        raise CheckpointError(f"{what}={path} was trained on {theirs[0] or 'every'} image(s) per identity (seed "
+                              f"{theirs[1]}), {user} on {ours[0] or 'every'} (seed {ours[1]}): it must see only "
+                              f"the same real images")
+
+
 def load_reid_model(path: str | Path, device: str | torch.device = "cpu"):
     """A model saved by the benchmark -> ``(model in eval mode, BenchmarkConfig)``."""
     hint = "Pass a Re-ID model written by `reid-aug benchmark` (OUT/models/<variant>_seed<S>.pt)."

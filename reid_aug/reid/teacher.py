@@ -54,8 +54,9 @@ def ramp_weight(weight: float, ramp: float, iteration: int, total: int) -> float
 class Teacher:
     """A frozen benchmark Re-ID model giving identity logits: ``logits(images (B, 3, H, W)) -> (B, K)``."""
 
-    def __init__(self, path: str | Path, pid2label: dict, height: int, width: int, device):
-        from reid_aug.reid.models import load_reid_model
+    def __init__(self, path: str | Path, pid2label: dict, height: int, width: int, device,
+                 subset: tuple[int, int] = (0, 0)):
+        from reid_aug.reid.models import check_same_subset, load_reid_model
         from reid_aug.runtime import load_torch_file
         from reid_aug.utils.io import sha256_file
 
@@ -69,6 +70,9 @@ class Teacher:
             raise CheckpointError(f"train.teacher={path} was trained on other identities ({len(theirs)} vs this run's "
                                   f"{len(pid2label)}); the teacher must be trained on the same real training images")
         self.model, cfg = load_reid_model(path, device)
+        # same identities is not enough: at data.train_per_id=N a full-data teacher has all of them, and its soft
+        # labels would carry the images this regime drops
+        check_same_subset(path, cfg, subset, "train.teacher", "this run")
         if (cfg.data.height, cfg.data.width) != (height, width):
             raise CheckpointError(f"train.teacher={path} works at {cfg.data.height}x{cfg.data.width}, this run at "
                                   f"{height}x{width}")

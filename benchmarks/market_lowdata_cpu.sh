@@ -35,7 +35,7 @@ timed() {   # timed NAME CMD...: run, append the wall seconds of this call to wa
     "$@"
     echo "$name wall seconds (this call): $(( $(date +%s) - start ))" | tee -a "$OUT/walltimes.txt"
 }
-GEN="$OUT/$FAMILY"; SYN="$OUT/syn_${FAMILY}_k$K"
+GEN="$OUT/$FAMILY"; SYN="$OUT/syn_$FAMILY"   # the names collect_comparison.py reads
 TEACHER="$OUT/base0/models/baseline_seed0.pt"; JUDGE="$OUT/base12/models/baseline_seed1.pt"
 REGIME=(--set data.train_per_id="$N" --set data.subsample_seed=0)
 REID=(--recipe reid_cpu_small --dataset market "${REGIME[@]}" --set train.epochs="$EPOCHS" --set train.budget=epochs
@@ -87,8 +87,9 @@ if part sources; then
     timed "sources" reid-aug sweep "${SWEEP[@]}" --labels teacher --set train.teacher="$TEACHER" \
         --set train.augmented_images=sources --out "$OUT/sweep_sources"
 fi
-if part judge && [ ! -f "$OUT/judge.json" ]; then
+if part judge && [ ! -f "$OUT/judge_$FAMILY.json" ]; then
     stamp "identity judge"
-    python benchmarks/identity_judge.py "$SYN" --reid-model "$JUDGE" --reid-model "$TEACHER" --out "$OUT/judge.json"
+    python benchmarks/identity_judge.py "$SYN" --reid-model "$JUDGE" --reid-model "$TEACHER" \
+        --out "$OUT/judge_$FAMILY.json"
 fi
 stamp "done: $PARTS"

@@ -110,3 +110,27 @@ def test_teacher_run_trains_with_a_frozen_teacher(tiny_toy, augmented, tmp_path,
     assert set(results["runs"]) == {"baseline_seed0", "augmented_seed0"} and results["setup"]["teacher_sha256"]
     # 2 augmented steps, 4 synthesized images each; the teacher's weights and BN statistics never move
     assert seen == [(4, True, False), (4, True, False)]
+
+
+def test_own_baseline_teacher_is_the_first_seeds_baseline(tiny_toy, augmented, tmp_path):  # noqa: F811
+    """``train.teacher=baseline``: every augmented seed learns from the baseline of the benchmark's first seed,
+    the file that run wrote (sha256 recorded per run); without that baseline the run is refused in one line."""
+    from reid_aug.errors import ReidAugError
+    from reid_aug.reid.experiment import _own_baseline_teacher, prepare_experiment, resolve_benchmark, run_benchmark
+    from reid_aug.utils.io import sha256_file
+
+    cfg = resolve_benchmark(model="osnet_x0_25", recipe="reid_toy", pretrained=False, labels="teacher",
+                            overrides=SMALL + ["train.teacher=baseline", "train.mix=batch", "train.synthetic_ratio=0.5"])
+    out = run_benchmark(cfg, dataset=str(tiny_toy), augmented_dir=augmented, seeds=[1, 0], out_dir=tmp_path / "own")
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    teacher = out / "models" / "baseline_seed1.pt"
+    assert runs["baseline_seed1"]["model_path"] == str(teacher)
+    for seed in (0, 1):
+        assert runs[f"augmented_seed{seed}"]["teacher"] == str(teacher)
+        assert runs[f"augmented_seed{seed}"]["teacher_sha256"] == sha256_file(teacher)
+        assert "teacher" not in runs[f"baseline_seed{seed}"]
+    assert "own baseline of its first seed" in (out / "report.md").read_text()
+    exp = prepare_experiment(cfg, str(tiny_toy), augmented, None, tmp_path / "empty")
+    exp.folder.path.mkdir(parents=True)
+    with pytest.raises(ReidAugError, match="the teacher baseline_seed0 did not finish"):
+        _own_baseline_teacher(exp, 0)

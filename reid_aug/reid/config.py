@@ -10,6 +10,7 @@ from reid_aug.config import ConfigError
 
 MIXES = ("pool", "batch")
 LABEL_MODES = ("same-id", "lsro", "teacher")
+OWN_BASELINE = "baseline"    # train.teacher: the benchmark's own first-seed baseline model
 AUGMENTED_IMAGES = ("synthesized", "sources")
 TRANSFORMS = ("random_flip", "random_crop", "random_patch", "color_jitter", "random_erase")
 DIST_METRICS = ("euclidean", "cosine")
@@ -67,7 +68,9 @@ class TrainConfig:
     synthetic_label_smooth: float = -1.0  # same-id smoothing eps of synthesized images; < 0: as the real ones
                                         # (0.1 with label_smooth, else 0); CamStyle: 0.1
     # labels: teacher (DG-Net): synthesized images learn a frozen Re-ID model's soft labels (reid_aug.reid.teacher)
-    teacher: str = ""                   # a `benchmark` model file trained on the same real images
+    # a `benchmark` model file trained on the same real images, or "baseline": this benchmark's own baseline of
+    # its first seed (trained before any augmented run, or taken over with --baseline-from)
+    teacher: str = ""
     teacher_temperature: float = 1.0
     teacher_weight: float = 1.0
     teacher_ramp: float = 0.0           # the weight ramps up linearly over this fraction of training (0: none)
@@ -128,7 +131,8 @@ def validate(cfg: BenchmarkConfig) -> None:
         raise ConfigError(f"train.labels={t.labels!r}; expected one of {LABEL_MODES}")
     if t.labels == "teacher" and not t.teacher:
         raise ConfigError("train.labels=teacher needs train.teacher=PATH (a `reid-aug benchmark` model trained on the "
-                          "same real images, e.g. OUT/models/baseline_seed0.pt)")
+                          "same real images, e.g. OUT/models/baseline_seed0.pt) or train.teacher=baseline (this "
+                          "benchmark's own baseline of its first seed)")
     if t.teacher_temperature <= 0 or t.teacher_weight < 0 or not 0 <= t.teacher_ramp <= 1:
         raise ConfigError("train.teacher_temperature must be > 0, teacher_weight >= 0, teacher_ramp in [0, 1]")
     if t.augmented_images not in AUGMENTED_IMAGES:

@@ -41,7 +41,7 @@ from reid_aug.config import load_config, save_config, to_dict
 from reid_aug.errors import ReidAugError, WeightsMissingError
 from reid_aug.reid.budget import build_optimizer, describe_plan, iters_per_epoch, schedule_warning, training_plan
 from reid_aug.reid.claims import claim, claim_path, held_elsewhere, release, results_lock
-from reid_aug.reid.config import BenchmarkConfig, with_cli
+from reid_aug.reid.config import OWN_BASELINE, BenchmarkConfig, with_cli
 from reid_aug.reid.models import build_model, find_imagenet_weights, load_backbone_weights, save_reid_model
 from reid_aug.reid.results import (check_same_setup, load_results, reuse_baselines, reuse_shared_baselines, run_seeds,
                                    write_results)
@@ -80,6 +80,7 @@ class Experiment:
     weights: Path | None          # ImageNet weights (cfg.model.pretrained)
     device: torch.device
     synthetic_items: list = dataclasses.field(default_factory=list)   # train.mix = batch: the synthesized images
+    teacher: str = ""             # labels = teacher: the model file (train.teacher=baseline: set by _run)
 
     @property
     def variants(self) -> list[str]:
@@ -124,7 +125,8 @@ def prepare_experiment(cfg: BenchmarkConfig, dataset: str, augmented_dir: Path |
     plan = training_plan(cfg, {v: len(s.train) for v, s in splits.items()})
     for v, p in plan.items():
         log.info("%s", describe_plan(v, p))
-    if cfg.train.labels == "teacher" and "augmented" in splits:    # refused before any training
+    own_teacher = cfg.train.teacher == OWN_BASELINE    # trained by this benchmark: checked when it is loaded
+    if cfg.train.labels == "teacher" and "augmented" in splits and not own_teacher:   # refused before any training
         from reid_aug.reid.teacher import Teacher
 
         teacher = Teacher(cfg.train.teacher, splits["augmented"].pid2label, d.height, d.width, "cpu",
@@ -135,10 +137,10 @@ def prepare_experiment(cfg: BenchmarkConfig, dataset: str, augmented_dir: Path |
     setup = {"dataset": str(index.image_root), "augmented_dir": str(augmented_dir) if augmented_dir else None,
              "augmented_manifest_sha256": sha256_file(manifest) if manifest is not None and manifest.is_file()
              else None, "weights": str(weights) if weights else None, "config": to_dict(cfg)}
-    if cfg.train.labels == "teacher" and "augmented" in splits:
+    if cfg.train.labels == "teacher" and "augmented" in splits and not own_teacher:
         setup["teacher_sha256"] = teacher.sha256
     return Experiment(cfg=cfg, folder=BenchmarkDir(out_dir), splits=splits, plan=plan, setup=setup, weights=weights,
-                      device=device, synthetic_items=synthetic_items)
+                      device=device, synthetic_items=synthetic_items, teacher="" if own_teacher else cfg.train.teacher)
 
 
 # --------------------------------------------------------------------------- one (variant, seed) run
@@ -175,9 +177,10 @@ def train_and_evaluate(exp: Experiment, variant: str, seed: int) -> dict:
     if t.labels == "teacher" and variant == "augmented":
         from reid_aug.reid.teacher import Teacher
 
-        engine.teacher = (Teacher(t.teacher, splits.pid2label, cfg.data.height, cfg.data.width, exp.device,
-                                  (cfg.data.train_per_id, cfg.data.subsample_seed)),
-                          0.1 if t.label_smooth else 0.0, t.teacher_temperature, t.teacher_weight, t.teacher_ramp)
+        teacher = Teacher(exp.teacher, splits.pid2label, cfg.data.height, cfg.data.width, exp.device,
+                          (cfg.data.train_per_id, cfg.data.subsample_seed))
+        engine.teacher = (teacher, 0.1 if t.label_smooth else 0.0, t.teacher_temperature, t.teacher_weight,
+                          t.teacher_ramp)
     engine.total_iters = plan["total_iters"]
     ckpt = exp.folder.resume_checkpoint(tag)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
@@ -198,6 +201,7 @@ def train_and_evaluate(exp: Experiment, variant: str, seed: int) -> dict:
            "session_s": now - t_start, "epochs": train["epochs"], "iterations": train["iterations"],
            "budget": plan["budget"], "training_plan": plan,
            "final_loss": train["history"][-1]["loss"] if train["history"] else None,
+           **({"teacher": str(teacher.path), "teacher_sha256": teacher.sha256} if engine.teacher else {}),
            "history": train["history"], "init": init, "model_path": str(model_path)}
     if cfg.eval.curve_every > 0:
         rec["curve"] = training_curve(train["history"], metrics)
@@ -363,6 +367,22 @@ def _await_shared_baseline(exp: Experiment, tag: str, shared, seed: int) -> dict
     return _merge_runs(exp, {}, shared, seed)
 
 
+def _own_baseline_teacher(exp: Experiment, seed: int, shared=()) -> str:
+    """``train.teacher=baseline``: the model file of this benchmark's ``baseline_seed<seed>`` (its first seed;
+    trained before, by this or another process, or taken over). Waits while another process trains it."""
+    tag, polls = f"baseline_seed{seed}", 0
+    while tag not in load_results(exp.folder.results_json).get("runs", {}):
+        if not held_elsewhere(exp.folder.path, tag) and not any(held_elsewhere(Path(c), tag) for c in shared):
+            raise ReidAugError(f"train.teacher=baseline: the teacher {tag} did not finish in {exp.folder.path}; "
+                               f"run the benchmark again to train it first")
+        if polls % 40 == 0:
+            log.info("the teacher %s is being trained by another process; waiting for it", tag)
+        time.sleep(SHARED_POLL_S)
+        polls += 1
+        _merge_runs(exp, {}, shared, seed)
+    return load_results(exp.folder.results_json)["runs"][tag]["model_path"]
+
+
 def _run(exp: Experiment, seeds: list[int], gen_eval: Path | None, baseline_from=None, shared=()) -> Path:
     from reid_aug.reid.data import validate_images
     from reid_aug.reid.tables import write_report
@@ -379,6 +399,8 @@ def _run(exp: Experiment, seeds: list[int], gen_eval: Path | None, baseline_from
         tag = f"{variant}_seed{seed}"
         if variant == "baseline" and shared:
             results = _await_shared_baseline(exp, tag, shared, seed)
+        if variant == "augmented" and exp.cfg.train.labels == "teacher" and exp.cfg.train.teacher == OWN_BASELINE:
+            exp.teacher = _own_baseline_teacher(exp, seeds[0], shared)
         if tag in load_results(exp.folder.results_json).get("runs", {}):
             continue                                    # finished by another process meanwhile
         if not claim(exp.folder.path, tag):

@@ -363,6 +363,14 @@ def mix_phrase(train: dict) -> str:
     return f"pooled with the real images (`train.mix: pool`{extra})"
 
 
+def _teacher_phrase(train: dict) -> str:
+    if train.get("labels") != "teacher":
+        return ""
+    who = ("this benchmark's own baseline of its first seed" if train.get("teacher") == "baseline"
+           else f"`{train.get('teacher')}`")
+    return f" (soft labels of the frozen teacher {who}, T {train.get('teacher_temperature', 1.0):g})"
+
+
 def setup_lines(setup: dict, info: dict) -> list[str]:
     """Two sentences: the model and its training, then the train and test data (a ``data.test_ids``
     smoke setting is said in bold)."""
@@ -389,7 +397,7 @@ def setup_lines(setup: dict, info: dict) -> list[str]:
     return [f"torchreid `{model.get('name')}` ({init}) "
             f"at {data.get('height')}x{data.get('width')}, {train.get('epochs')} epoch(s) "
             f"(budget `{train.get('budget', 'epochs')}`), batch {train.get('batch_size')}, "
-            f"synthesized labels `{train.get('labels')}`; dataset `{setup.get('dataset')}`.",
+            f"synthesized labels `{train.get('labels')}`{_teacher_phrase(train)}; dataset `{setup.get('dataset')}`.",
             f"Train: {info.get('num_train_pids', '?')} identities, {info.get('n_real', '?')} real images ({subsample})"
             f"{synthesized}. {evaluated}: {info.get('n_query', '?')} queries, {info.get('n_gallery', '?')} gallery images "
             f"{test}"]
@@ -406,7 +414,8 @@ def run_lines(runs: dict, seeds: Sequence[int]) -> list[str]:
                      f"final loss {r.get('final_loss') or float('nan'):.3f}, "
                      f"{r['n_train_real']} real + {r['n_train_synthesized']} synthesized train images, "
                      f"init: {'ImageNet ' + str(init.get('path')) if init.get('pretrained') else 'random'}"
-                     + (f" (taken over from `{r['reused_from']}`)" if r.get("reused_from") else ""))
+                     + (f" (taken over from `{r['reused_from']}`)" if r.get("reused_from") else "")
+                     + (f", teacher `{r['teacher']}` (sha256 {r['teacher_sha256'][:12]})" if r.get("teacher") else ""))
     missing = [f"{v}_seed{s}" for s in seeds for v in ("baseline", "augmented") if f"{v}_seed{s}" not in runs]
     if missing:
         lines.append(f"- not run: {', '.join(missing)}")

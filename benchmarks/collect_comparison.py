@@ -5,7 +5,8 @@
 
 Comparisons (``COMPARISONS``): ``defgan_vs_pg2`` (issue 13, ``benchmarks/defgan_vs_pg2_cpu.sh``; this script was
 ``collect_defgan_vs_pg2.py``), ``identity_losses`` and ``identity_losses_defgan`` (issue 20,
-``benchmarks/identity_losses_cpu.sh``, PG² and ``FAMILY=defgan``).
+``benchmarks/identity_losses_cpu.sh``, PG² and ``FAMILY=defgan``), ``market_lowdata`` (issue 14,
+``benchmarks/market_lowdata_cpu.sh``: one generator, ``a == b``, so no generator deltas).
 
 - Generator quality on the standard Market-1501 test pairs (both evaluated on the same pairs): SSIM and mask-SSIM
   in both published protocols, L1, identity retrieval where the evaluation had a judge (``--reid-model``), the
@@ -59,10 +60,12 @@ class Comparison:
     extra_sets: tuple = ()      # more synthesized sets whose descriptors are copied
     similarity: str = "source_similarity.json"   # benchmarks/source_similarity.py's record in RUNS
     recorded_elsewhere: tuple = ()   # sweeps read for the tables whose records another comparison holds (not copied)
+    benchmarks: tuple = ()      # benchmark folders in RUNS whose records are copied (a validation curve, baselines)
 
     @property
     def names(self) -> tuple:
-        return (self.b, self.a)
+        """The generators' run names, reference first; one name where a == b (a single generator's records)."""
+        return tuple(dict.fromkeys((self.b, self.a)))
 
 
 COMPARISONS = {
@@ -107,6 +110,13 @@ COMPARISONS = {
                    (("defgan_sweep", "syn_defgan_id"), ("sweep", "syn_id"))),
         similarity="defgan_source_similarity.json",
         recorded_elsewhere=("defgan_vs_pg2_sweep", "sweep_teacher", "sweep_teacher_copies", "sweep_sources", "sweep")),
+    # issue 14's low-data regime (benchmarks/market_lowdata_cpu.sh): one generator, trained on the kept images only
+    "market_lowdata": Comparison(
+        {"defgan": "Deformable GAN (kept images only)"}, a="defgan", b="defgan",
+        sweeps=("sweep", "sweep_teacher", "sweep_sources"),
+        contrasts=((("sweep_teacher", "syn_defgan"), ("sweep_sources", "syn_defgan")),
+                   (("sweep_teacher", "syn_defgan"), ("sweep", "syn_defgan"))),
+        similarity="", benchmarks=("val_base", "base0", "base12")),
 }
 
 
@@ -156,7 +166,7 @@ def generator_rows(runs: Path, comp: Comparison) -> tuple[list[dict], dict]:
 def generator_deltas(per_pair: dict, comp: Comparison) -> list[dict]:
     """A - B per metric, mean over the pairs with a 95 % paired bootstrap interval (identity retrieval: a 0/1 per
     pair, where both evaluations had a judge)."""
-    if set(per_pair) != set(comp.labels):
+    if set(per_pair) != set(comp.labels) or comp.a == comp.b:
         return []
     a, b = per_pair[comp.a], per_pair[comp.b]
     if list(a["to"]) != list(b["to"]) or list(a["from"]) != list(b["from"]):
@@ -236,7 +246,7 @@ def _columns(png: Path) -> list[np.ndarray]:
 def eval_grid(runs: Path, dest: Path, comp: Comparison) -> Path | None:
     """source | target pose | B | A | target for the evaluation's first 8 pairs."""
     pngs = {fam: GeneratorRun(runs / fam).eval_dir().samples_png for fam in comp.names}
-    if not all(p.is_file() for p in pngs.values()):
+    if comp.a == comp.b or not all(p.is_file() for p in pngs.values()):
         return None
     b, a = _columns(pngs[comp.b]), _columns(pngs[comp.a])
     if not np.array_equal(b[0], a[0]) or not np.array_equal(b[3], a[3]):
@@ -373,6 +383,10 @@ def copy_runs(runs: Path, dest: Path, comp: Comparison) -> None:
     for f in [*(runs / f"judge_{name}.json" for name in comp.names), runs / comp.similarity]:
         if f.is_file():
             copy_record(f, dest / f.name)
+    for name in comp.benchmarks:    # records only: no models, no resume checkpoints
+        for f in (runs / name).glob("*"):
+            if f.is_file() and f.suffix in (".md", ".json", ".csv", ".png", ".yaml"):
+                copy_record(f, dest / name / f.name)
     if (runs / "walltimes.txt").is_file():
         copy_record(runs / "walltimes.txt", dest / "walltimes.txt")
 
@@ -392,7 +406,7 @@ def main() -> None:
     res = {"comparison": args.comparison, "generators": rows, "generator_deltas": generator_deltas(per_pair, comp),
            "reid": reid(args.runs, seeds, comp), "judges": judges(args.runs, comp),
            "source_similarity": (json.loads((args.runs / comp.similarity).read_text())["sets"]
-                                 if (args.runs / comp.similarity).is_file() else None)}
+                                 if comp.similarity and (args.runs / comp.similarity).is_file() else None)}
     eval_grid(args.runs, out, comp)
     synthesized_grid(args.runs, out, comp)
     copy_runs(args.runs, out, comp)

@@ -75,7 +75,7 @@ if part base12; then
 fi
 if part reid; then
     stamp "batch mixing, hard labels"
-    timed "reid" reid-aug sweep "${SWEEP[@]}" --out "$OUT/sweep"
+    timed "reid" reid-aug sweep "${SWEEP[@]}" --labels same-id --out "$OUT/sweep"
 fi
 if part teacher; then
     stamp "batch mixing, teacher soft labels"

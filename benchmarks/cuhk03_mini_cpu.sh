@@ -34,11 +34,13 @@ $CLI synthesize "${common[@]}" --per-image 2 --out "$OUT/syn_img2"
 stamp "validation stage"
 for e in 30 60; do
   $CLI sweep --recipe reid_cpu_small --dataset "$CUHK" --augmented "$OUT/syn_k10" --grid train.epochs=$e \
-      --set train.mix=batch --set data.val_ids=50 --set eval.split=val --seeds 0 --out "$OUT/val_e$e"
+      --set train.mix=batch --set train.labels=same-id --set 'train.teacher=""' --set data.val_ids=50 --set eval.split=val --seeds 0 --out "$OUT/val_e$e"
 done
 
 stamp "test stage, epochs $EPOCHS, seeds $SEEDS"
-test=(--recipe reid_cpu_small --dataset "$CUHK" --set train.mix=batch --set train.epochs="$EPOCHS"
+# hard labels pinned (the recorded protocol; the recipe's default became the teacher's soft labels)
+test=(--recipe reid_cpu_small --dataset "$CUHK" --set train.mix=batch --set train.labels=same-id --set 'train.teacher=""'
+      --set train.epochs="$EPOCHS"
       --set train.budget=epochs --set eval.curve_every=0 --seeds "$SEEDS")
 $CLI sweep "${test[@]}" --grid "augmented=$OUT/syn_k10,$OUT/syn_img2" --out "$OUT/test_batch" &
 sleep 60   # a second process on the same sweep trains the runs the first has not claimed

@@ -34,8 +34,9 @@ K="${K:-10}"
 SEEDS="${SEEDS:-0,1,2}"
 EVAL=()
 [ -n "${LIMIT:-}" ] && EVAL+=(--limit "$LIMIT")
-REID=()
-[ -n "${MIX:-}" ] && REID+=(--set "train.mix=$MIX")
+# the recorded protocol pinned (MIX unset: pool, as the recipe was then; hard labels), since the recipe's default
+# became batch mixing with the teacher's soft labels
+REID=(--set "train.mix=${MIX:-pool}" --set train.labels=same-id --set 'train.teacher=""')
 mkdir -p "$OUT"
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 stamp() { echo "[$(date -u +%FT%TZ)] $*"; }

@@ -44,7 +44,8 @@ SETS="${SETS:-${P}plain ${P}id}"   # the generators' sets that `reid` and `judge
 GEN_SEED="${GEN_SEED:-0}"; G1_ITERS="${G1_ITERS:-1100}"; K="${K:-10}"; SEEDS="${SEEDS:-0,1,2}"
 FW="${FW:-1.0}"; IW="${IW:-0.1}"; PW="${PW:-1.0}"
 EVAL=(); [ -n "${LIMIT:-}" ] && EVAL+=(--limit "$LIMIT")
-REID=(--recipe reid_cpu_market --dataset market --set train.mix=batch)
+# hard labels pinned (the recorded cells; the recipe's default became the teacher's): the teacher parts set their own
+REID=(--recipe reid_cpu_market --dataset market --set train.mix=batch --set train.labels=same-id --set 'train.teacher=""')
 ID_MODEL="$OUT/base0/models/baseline_seed0.pt"
 JUDGE_MODEL="$OUT/base12/models/baseline_seed1.pt"
 mkdir -p "$OUT"

@@ -31,6 +31,8 @@ reid-aug synthesize --run "$OUT/generator" --dataset market --poses-per-id "$K" 
 stamp "benchmark seeds $SEEDS"
 # BASELINE_FROM=runs/OTHER/benchmark: take over that folder's comparable baselines instead of training them again
 baseline=(); [ -n "${BASELINE_FROM:-}" ] && baseline=(--baseline-from "$BASELINE_FROM")
+# the recorded protocol (pool mixing, hard labels), pinned since the recipe's default became batch + teacher
 reid-aug benchmark --recipe reid_cpu_market --dataset market --augmented "$OUT/synthesized" --seeds "$SEEDS" \
+    --set train.mix=pool --set train.labels=same-id --set 'train.teacher=""' \
     --generator-eval "$OUT/generator/eval/metrics.json" --out "$OUT/benchmark" "${baseline[@]}"
 stamp "done"

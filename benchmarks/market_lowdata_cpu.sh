@@ -38,7 +38,9 @@ timed() {   # timed NAME CMD...: run, append the wall seconds of this call to wa
 GEN="$OUT/$FAMILY"; SYN="$OUT/syn_$FAMILY"   # the names collect_comparison.py reads
 TEACHER="$OUT/base0/models/baseline_seed0.pt"; JUDGE="$OUT/base12/models/baseline_seed1.pt"
 REGIME=(--set data.train_per_id="$N" --set data.subsample_seed=0)
-REID=(--recipe reid_cpu_small --dataset market "${REGIME[@]}" --set train.epochs="$EPOCHS" --set train.budget=epochs
+# hard labels pinned in every part (the recipe's default is the teacher's); teacher / sources set their own teacher
+REID=(--recipe reid_cpu_small --dataset market "${REGIME[@]}" --set train.labels=same-id --set 'train.teacher=""'
+      --set train.epochs="$EPOCHS" --set train.budget=epochs
       --set eval.curve_every=0)
 SWEEP=("${REID[@]}" --set train.mix=batch --grid "augmented=$SYN" --seeds "$SEEDS"
        --baseline-from "$OUT/base0" --baseline-from "$OUT/base12")

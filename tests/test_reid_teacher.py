@@ -134,3 +134,13 @@ def test_own_baseline_teacher_is_the_first_seeds_baseline(tiny_toy, augmented, t
     exp.folder.path.mkdir(parents=True)
     with pytest.raises(ReidAugError, match="the teacher baseline_seed0 did not finish"):
         _own_baseline_teacher(exp, 0)
+
+
+def test_budget_note_under_batch_mixing_says_real_exposure_is_unchanged():
+    from reid_aug.reid.tables import budget_note
+
+    plan = {v: {"epochs": 7, "total_iters": 259, "iters_per_epoch": 37, "epochs_equivalent": 7.0,
+                "lr_step_iters": 0} for v in ("baseline", "augmented")}
+    note = budget_note({"mix": "batch", "budget": "iterations"}, {}, plan)
+    assert "same 259 optimizer steps over the same real batches" in note and "fewer times" not in note
+    assert "fewer times" in budget_note({"mix": "pool", "budget": "iterations"}, {}, plan)

@@ -251,6 +251,11 @@ def budget_note(train: dict, runs: dict, plan: dict | None = None) -> str:
                        if requested == "iterations" else "")
     if base is None:
         return f"Augmented: {aug['epochs']} epoch(s) = {aug['total_iters']} optimizer steps."
+    if train.get("mix") == "batch" and aug["total_iters"] == base["total_iters"]:
+        return (f"Training budget: **batch mixing: both variants take the same {aug['total_iters']} optimizer steps "
+                f"over the same real batches** ({aug['epochs']} epoch(s) x {aug['iters_per_epoch']} iterations; every "
+                f"augmented batch is the baseline's batch plus synthesized images), so the augmented model sees "
+                f"every real image as often as the baseline: the delta is what the synthesized images add.")
     if requested == "iterations":
         note = (f"Training budget: **iteration-matched: both variants take {aug['total_iters']} optimizer steps** "
                 f"(augmented: {aug['epochs']} epoch(s) x {aug['iters_per_epoch']} iterations; baseline: "

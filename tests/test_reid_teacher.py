@@ -144,3 +144,4 @@ def test_budget_note_under_batch_mixing_says_real_exposure_is_unchanged():
     note = budget_note({"mix": "batch", "budget": "iterations"}, {}, plan)
     assert "same 259 optimizer steps over the same real batches" in note and "fewer times" not in note
     assert "fewer times" in budget_note({"mix": "pool", "budget": "iterations"}, {}, plan)
+    assert "teacher's soft labels" in budget_note({"mix": "batch", "labels": "teacher"}, {}, plan)

@@ -255,7 +255,9 @@ def budget_note(train: dict, runs: dict, plan: dict | None = None) -> str:
         return (f"Training budget: **batch mixing: both variants take the same {aug['total_iters']} optimizer steps "
                 f"over the same real batches** ({aug['epochs']} epoch(s) x {aug['iters_per_epoch']} iterations; every "
                 f"augmented batch is the baseline's batch plus synthesized images), so the augmented model sees "
-                f"every real image as often as the baseline: the delta is what the synthesized images add.")
+                f"every real image as often as the baseline: the delta is what the synthesized images add"
+                + (" with their teacher's soft labels (`train.augmented_images=sources` tells the two apart)."
+                   if train.get("labels") == "teacher" else "."))
     if requested == "iterations":
         note = (f"Training budget: **iteration-matched: both variants take {aug['total_iters']} optimizer steps** "
                 f"(augmented: {aug['epochs']} epoch(s) x {aug['iters_per_epoch']} iterations; baseline: "

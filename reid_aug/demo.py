@@ -5,7 +5,7 @@
 
 Every step writes into its own sub-folder of ``out`` and is skipped or resumed when its output
 is already there, so an interrupted demo started again finishes the missing steps only.
-The default finishes within about 10 minutes on 2 CPU cores; ``quick`` is a smaller version
+The default finishes in about 8 minutes on 2 idle CPU cores; ``quick`` is a smaller version
 for tests (about a minute or two).
 """
 from __future__ import annotations

@@ -113,8 +113,9 @@ COMPARISONS = {
     # issue 14's low-data regime (benchmarks/market_lowdata_cpu.sh): one generator, trained on the kept images only
     "market_lowdata": Comparison(
         {"defgan": "Deformable GAN (kept images only)"}, a="defgan", b="defgan",
-        sweeps=("sweep", "sweep_teacher", "sweep_sources"),
-        contrasts=((("sweep_teacher", "syn_defgan"), ("sweep_sources", "syn_defgan")),
+        sweeps=("sweep", "sweep_sources_hard", "sweep_teacher", "sweep_sources"),
+        contrasts=((("sweep", "syn_defgan"), ("sweep_sources_hard", "syn_defgan")),
+                   (("sweep_teacher", "syn_defgan"), ("sweep_sources", "syn_defgan")),
                    (("sweep_teacher", "syn_defgan"), ("sweep", "syn_defgan"))),
         similarity="", benchmarks=("val_base", "base0", "base12")),
 }

@@ -19,13 +19,15 @@
 #   reid     batch mixing (CamStyle: the baseline's real batches + 12 synthesized), hard labels, SEEDS
 #   teacher  the same with the teacher's soft labels on the synthesized images
 #   sources  the no-generation control: the teacher on each synthesized image's real source (same stream, labels)
+#   sources-hard  the same control with hard labels: every synthesized image replaced by its real source, so the
+#            augmented run sees the kept real images more often and nothing generated (the control of `reid`)
 #   judge    identity judge on the synthesized set (seed-1 and seed-0 baselines of this regime)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-2}; OUT=${OUT:-runs/market_n$N}; SEEDS=${SEEDS:-0,1,2}; K=${K:-10}
 EPOCHS=${EPOCHS:-60}; VAL_EPOCHS=${VAL_EPOCHS:-60}; VAL_IDS=${VAL_IDS:-100}
 FAMILY=${FAMILY:-defgan}; DEFGAN_STEPS=${DEFGAN_STEPS:-1350}; G1_ITERS=${G1_ITERS:-1100}
-PARTS="${PARTS:-gen syn val base0 base12 reid teacher sources judge}"
+PARTS="${PARTS:-gen syn val base0 base12 reid teacher sources sources-hard judge}"
 export REID_AUG_MARKET_ROOT="${REID_AUG_MARKET_ROOT:-$(cd .. && pwd)/shared/datasets/market1501}"
 mkdir -p "$OUT"
 part() { [[ " $PARTS " == *" $1 "* ]]; }
@@ -88,6 +90,11 @@ if part sources; then
     stamp "no-generation control: the teacher on the real sources"
     timed "sources" reid-aug sweep "${SWEEP[@]}" --labels teacher --set train.teacher="$TEACHER" \
         --set train.augmented_images=sources --out "$OUT/sweep_sources"
+fi
+if part sources-hard; then
+    stamp "no-generation control with hard labels: the real sources, the same stream"
+    timed "sources-hard" reid-aug sweep "${SWEEP[@]}" --labels same-id --set train.augmented_images=sources \
+        --out "$OUT/sweep_sources_hard"
 fi
 if part judge && [ ! -f "$OUT/judge_$FAMILY.json" ]; then
     stamp "identity judge"

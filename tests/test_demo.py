@@ -61,10 +61,12 @@ def test_report_numbers_lie_in_valid_ranges(demo_dir):
     md = (demo_dir / "report.md").read_text()
     assert "| baseline |" in md and "| augmented |" in md and "| delta |" in md
     assert f"{100 * runs['baseline_seed0']['rank1']:.1f}" in md
-    # the demo recipe is iteration-matched; the report must say so and give the step count both took
+    # the demo mixes per batch with the own baseline as teacher; the report must say so and give the step count
+    # both took, and the augmented run must have learned from that baseline's file
     steps = runs["augmented_seed0"]["training_plan"]["total_iters"]
     assert runs["baseline_seed0"]["training_plan"]["total_iters"] == steps
-    assert f"iteration-matched: both variants take {steps} optimizer steps" in md
+    assert f"batch mixing: both variants take the same {steps} optimizer steps over the same real batches" in md
+    assert runs["augmented_seed0"]["teacher"] == runs["baseline_seed0"]["model_path"]
 
 
 def test_synthesized_set_matches_manifest(demo_dir):

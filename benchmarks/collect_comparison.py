@@ -301,6 +301,8 @@ def _pct(x) -> str:
 
 def _generator_md(res: dict, comp: Comparison) -> list[str]:
     g = res["generators"]
+    if not g:
+        return ["The generator(s) were not evaluated on the test pairs in these records (no `eval/metrics.json`)."]
     judged = any(r["id_retrieval"] is not None for r in g)
     idc = (" identity retrieval |", "---|") if judged else ("", "")
     out = ["| generator | steps x batch | pairs seen | train wall s | pairs | SSIM | SSIM (pg2) | mask-SSIM | "
@@ -363,9 +365,10 @@ def copy_runs(runs: Path, dest: Path, comp: Comparison) -> None:
         for f in (run.config, run.run_json, run.log_csv, run.eval_dir().metrics_json, run.eval_dir().samples_png):
             if f.is_file():
                 copy_record(f, dest / fam / (f"eval_{f.name}" if f.parent.name == "eval" else f.name))
-        syn = SynthesizedSet(runs / f"syn_{fam}")   # its images: synthesized_side_by_side.png
-        if syn.descriptor.is_file():
-            copy_record(syn.descriptor, dest / f"syn_{fam}" / syn.descriptor.name)
+        syn = SynthesizedSet(runs / f"syn_{fam}")   # its images: synthesized_side_by_side.png (and its contact sheet)
+        for f in (syn.descriptor, syn.contact_sheet):
+            if f.is_file():
+                copy_record(f, dest / f"syn_{fam}" / f.name)
     for name in (n for n in comp.sweeps if n not in comp.recorded_elsewhere):
         sweep = runs / name
         for f in list(sweep.glob("sweep.*")) + list(sweep.glob("cells/*/*")):

@@ -399,10 +399,10 @@ def _run(exp: Experiment, seeds: list[int], gen_eval: Path | None, baseline_from
         tag = f"{variant}_seed{seed}"
         if variant == "baseline" and shared:
             results = _await_shared_baseline(exp, tag, shared, seed)
-        if variant == "augmented" and exp.cfg.train.labels == "teacher" and exp.cfg.train.teacher == OWN_BASELINE:
-            exp.teacher = _own_baseline_teacher(exp, seeds[0], shared)
         if tag in load_results(exp.folder.results_json).get("runs", {}):
             continue                                    # finished by another process meanwhile
+        if variant == "augmented" and exp.cfg.train.labels == "teacher" and exp.cfg.train.teacher == OWN_BASELINE:
+            exp.teacher = _own_baseline_teacher(exp, seeds[0], shared)
         if not claim(exp.folder.path, tag):
             log.info("%s: being trained by another process (%s): passed over", tag,
                      claim_path(exp.folder.path, tag))

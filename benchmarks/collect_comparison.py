@@ -113,10 +113,13 @@ COMPARISONS = {
     # issue 14's low-data regime (benchmarks/market_lowdata_cpu.sh): one generator, trained on the kept images only
     "market_lowdata": Comparison(
         {"defgan": "Deformable GAN (kept images only)"}, a="defgan", b="defgan",
-        sweeps=("sweep", "sweep_sources_hard", "sweep_teacher", "sweep_sources"),
+        sweeps=("sweep", "sweep_sources_hard", "sweep_teacher", "sweep_sources", "sweep_filter", "sweep_per_image"),
         contrasts=((("sweep", "syn_defgan"), ("sweep_sources_hard", "syn_defgan")),
                    (("sweep_teacher", "syn_defgan"), ("sweep_sources", "syn_defgan")),
-                   (("sweep_teacher", "syn_defgan"), ("sweep", "syn_defgan"))),
+                   (("sweep_teacher", "syn_defgan"), ("sweep", "syn_defgan")),
+                   (("sweep_filter", "syn_defgan_filtered"), ("sweep", "syn_defgan")),
+                   (("sweep_per_image", "syn_defgan_img2"), ("sweep", "syn_defgan"))),
+        extra_sets=("syn_defgan_filtered", "syn_defgan_img2"),
         similarity="", benchmarks=("val_base", "base0", "base12")),
 }
 

@@ -10,7 +10,11 @@
 #
 # Parts:
 #   gen      the generator on the kept subset's pairs (FAMILY=defgan: `defgan_market_cpu` shortened to
-#            DEFGAN_STEPS, the budget of defgan_vs_pg2; FAMILY=pg2: PG² stage I as published, G1_ITERS iterations)
+#            DEFGAN_STEPS, the budget of defgan_vs_pg2; FAMILY=pg2: PG² stage I as published, G1_ITERS iterations).
+#            GEN_DATA=PATH trains it on another dataset instead (leak-free by construction; N = 1 has no
+#            same-identity pairs): `reid-aug annotate` gives it keypoints first, into GEN_ANN (default
+#            OUT/gen-ann; an annotated folder there is reused), e.g.
+#            N=1 GEN_DATA=../shared/datasets/cuhk03-detected-mini PARTS=gen bash benchmarks/market_lowdata_cpu.sh
 #   syn      K images per identity from the kept sources, diverse target poses (the full-data records' strategy)
 #   val      the baseline's validation curve (VAL_IDS training identities held out, the test split not read), at
 #            VAL_EPOCHS epochs, rank-1/mAP every 5: choose EPOCHS where it has flattened
@@ -34,11 +38,12 @@ cd "$(dirname "$0")/.."
 N=${N:-2}; OUT=${OUT:-runs/market_n$N}; SEEDS=${SEEDS:-0,1,2}; K=${K:-10}
 EPOCHS=${EPOCHS:-60}; VAL_EPOCHS=${VAL_EPOCHS:-60}; VAL_IDS=${VAL_IDS:-100}
 FAMILY=${FAMILY:-defgan}; DEFGAN_STEPS=${DEFGAN_STEPS:-1350}; G1_ITERS=${G1_ITERS:-1100}
-FILTER_K=${FILTER_K:-10}; PER_IMAGE=${PER_IMAGE:-2}
+GEN_DATA=${GEN_DATA:-market}; FILTER_K=${FILTER_K:-10}; PER_IMAGE=${PER_IMAGE:-2}
 PARTS="${PARTS:-gen syn val base0 base12 reid teacher sources sources-hard filter per-image judge}"
 export REID_AUG_MARKET_ROOT="${REID_AUG_MARKET_ROOT:-$(cd .. && pwd)/shared/datasets/market1501}"
 mkdir -p "$OUT"
 part() { [[ " $PARTS " == *" $1 "* ]]; }
+annotated() { ls "$1"/*annotation-test.csv >/dev/null 2>&1 && ls "$1"/*annotation-train.csv >/dev/null 2>&1; }
 stamp() { echo "[$(date -u +%FT%TZ)] $*" | tee -a "$OUT/timeline.txt"; }
 timed() {   # timed NAME CMD...: run, append the wall seconds of this call to walltimes.txt
     local name=$1 start; shift; start=$(date +%s)
@@ -48,6 +53,11 @@ timed() {   # timed NAME CMD...: run, append the wall seconds of this call to wa
 GEN="$OUT/$FAMILY"; SYN="$OUT/syn_$FAMILY"   # the names collect_comparison.py reads
 TEACHER="$OUT/base0/models/baseline_seed0.pt"; JUDGE="$OUT/base12/models/baseline_seed1.pt"
 REGIME=(--set data.train_per_id="$N" --set data.subsample_seed=0)
+if [ "$GEN_DATA" = market ]; then
+    GEN_ON=(market --set data.train_per_id="$N" --set data.subset_seed=0); CROSS=()
+else
+    GEN_ANN=${GEN_ANN:-$OUT/gen-ann}; GEN_ON=("$GEN_DATA" --annotations "$GEN_ANN"); CROSS=(--cross-dataset)
+fi
 # hard labels pinned in every part (the recipe's default is the teacher's); teacher / sources set their own teacher
 REID=(--recipe reid_cpu_small --dataset market "${REGIME[@]}" --set train.labels=same-id --set 'train.teacher=""'
       --set train.epochs="$EPOCHS" --set train.budget=epochs
@@ -63,13 +73,16 @@ if part gen; then
         recipe=(--recipe pg2_market_cpu --set pose.mask_style=pg2 --set loss.d_variant=pair
                 --set "train.stages=[g1]" --set train.g1_iters="$G1_ITERS")
     fi
-    timed "$FAMILY train" reid-aug train-generator market "${recipe[@]}" --set train.tensorboard=false \
-        --set train.seed=0 --set data.train_per_id="$N" --set data.subset_seed=0 --out "$GEN" --resume
+    if [ "$GEN_DATA" != market ] && ! annotated "$GEN_ANN"; then   # a partial annotation file is continued
+        timed "annotate" reid-aug annotate "$GEN_DATA" --out "$GEN_ANN" --workers 2
+    fi
+    timed "$FAMILY train" reid-aug train-generator "${GEN_ON[@]}" "${recipe[@]}" --set train.tensorboard=false \
+        --set train.seed=0 --out "$GEN" --resume
 fi
 if part syn; then
     stamp "synthesize K = $K per identity from the kept sources"
     timed "synthesize" reid-aug synthesize --run "$GEN" --dataset market --train-per-id "$N" --subset-seed 0 \
-        --poses-per-id "$K" --strategy diverse --out "$SYN" --device cpu
+        --poses-per-id "$K" --strategy diverse --out "$SYN" --device cpu "${CROSS[@]}"
 fi
 if part val; then
     stamp "validation curve of the baseline ($VAL_IDS identities held out)"
@@ -116,7 +129,8 @@ if part per-image; then
     stamp "per image: $PER_IMAGE for every kept image, random target poses, hard labels"
     PER_IMAGE_SET="${SYN}_img$PER_IMAGE"
     timed "synthesize per image" reid-aug synthesize --run "$GEN" --dataset market --train-per-id "$N" \
-        --subset-seed 0 --per-image "$PER_IMAGE" --strategy random --out "$PER_IMAGE_SET" --device cpu
+        --subset-seed 0 --per-image "$PER_IMAGE" --strategy random --out "$PER_IMAGE_SET" --device cpu \
+        "${CROSS[@]}"
     timed "per-image reid" reid-aug sweep "${CELL[@]}" --grid "augmented=$PER_IMAGE_SET" --labels same-id \
         --out "$OUT/sweep_per_image"
 fi

@@ -240,8 +240,9 @@ def synthesize_cmd(run_dir, checkpoint, verify_dir, recipe, overrides, filter_mo
     summary = synthesize(cfg)
     click.echo(f"{summary['written']} images written, {summary['skipped_existing']} already there -> {summary['out_dir']}")
     if summary.get("filter"):
-        f = summary["filter"]
-        click.echo(f"filter: {f['n_kept']} of {f['n_images']} images kept ({100 * f['kept_fraction']:.1f} %)")
+        from reid_aug.synthesis.filter import describe_filter
+
+        click.echo(f"filter: {describe_filter(summary['filter'])}")
 
 
 @main.command("filter")
@@ -255,15 +256,15 @@ def synthesize_cmd(run_dir, checkpoint, verify_dir, recipe, overrides, filter_mo
 @click.option("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available).")
 def filter_cmd(set_dir, reid_model, rule, k, threshold, batch_size, device):
     """Mark the images of a synthesized SET that a Re-ID model places near their own identity."""
-    from reid_aug.synthesis.filter import filter_set
+    from reid_aug.synthesis.filter import describe_filter, filter_set
     from reid_aug.synthesis.synthesize import load_synthesis_config
 
     cfg = load_synthesis_config(None, (), {"filter.model": reid_model, "filter.rule": rule, "filter.k": k,
                                            "filter.threshold": threshold, "filter.batch_size": batch_size,
                                            "device": device})
     rec = filter_set(set_dir, cfg.filter, cfg.device)
-    click.echo(f"{rec['n_kept']} of {rec['n_images']} images kept ({100 * rec['kept_fraction']:.1f} %) -> "
-               f"{Path(set_dir) / 'manifest.csv'} (kept column), {Path(set_dir) / 'scores.csv'}")
+    click.echo(f"{describe_filter(rec)} -> {Path(set_dir) / 'manifest.csv'} (kept column), "
+               f"{Path(set_dir) / 'scores.csv'}")
 
 
 # --------------------------------------------------------------------------- re-id benchmark

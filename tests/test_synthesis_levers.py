@@ -416,6 +416,8 @@ def test_filter_keeps_exactly_the_images_whose_identity_ranks_within_k(small_set
     n_kept = int((expect["rank"] <= 1).sum())
     assert (rec["n_kept"], rec["n_images"], rec["rule"], rec["k"]) == (n_kept, len(m), "top-k", 1)
     assert rec["kept_fraction"] == round(n_kept / len(m), 6)
+    kept_ids = m.loc[expect["rank"].to_numpy() <= 1, "pid"]
+    assert (rec["n_identities"], rec["n_identities_kept"]) == (m["pid"].nunique(), kept_ids.nunique())
     assert _desc(out)["info"]["filter"] == rec and verify_synthesis(out).ok
     # another rule reuses the scores: no feature is extracted again
     import reid_aug.reid.models as models

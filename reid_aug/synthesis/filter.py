@@ -198,13 +198,25 @@ def filter_set(set_dir: str | Path, cfg: FilterConfig, device=None) -> dict:
               "scores_sha256": sha256_file(sset.scores)}
     filtered = apply_filter(manifest, scores, record)
     n_kept = int(filtered["kept"].sum())
+    # identities that keep at least one image: a strict rule can leave most identities without generated images
     record.update(n_images=int(len(filtered)), n_kept=n_kept,
-                  kept_fraction=round(n_kept / max(1, len(filtered)), 6))
+                  kept_fraction=round(n_kept / max(1, len(filtered)), 6),
+                  n_identities=int(filtered["pid"].nunique()),
+                  n_identities_kept=int(filtered.loc[filtered["kept"] == 1, "pid"].nunique()))
     write_manifest(filtered, sset.manifest)
     SynthesisDescriptor(run=desc.run, layout=desc.layout, info={**desc.info, "filter": record}).write(sset.descriptor)
-    log.info("filter (%s): %d of %d images kept (%.1f %%) -> %s", ", ".join(f"{k}={v}" for k, v in
-             _rule_record(cfg).items()), n_kept, len(filtered), 100 * record["kept_fraction"], sset.manifest)
+    log.info("filter (%s): %s -> %s", ", ".join(f"{k}={v}" for k, v in _rule_record(cfg).items()),
+             describe_filter(record), sset.manifest)
     return record
+
+
+def describe_filter(record: dict) -> str:
+    """``"1514 of 7470 images kept (20.3 %), 416 of 747 identities keep at least one"`` of a filter record (the
+    identity counts are left out for a record written before they were)."""
+    text = f"{record['n_kept']} of {record['n_images']} images kept ({100 * record['kept_fraction']:.1f} %)"
+    if "n_identities" in record:
+        text += f", {record['n_identities_kept']} of {record['n_identities']} identities keep at least one"
+    return text
 
 
 def reapply_recorded_filter(sset: SynthesizedSet, manifest: pd.DataFrame, desc: SynthesisDescriptor | None):

@@ -294,6 +294,38 @@ def synthesized_grid(runs: Path, dest: Path, comp: Comparison, n_ids: int = 8, p
     return save_png(np.concatenate(rows[:-1], axis=0), dest / "synthesized_side_by_side.png")
 
 
+def filter_grids(runs: Path, dest: Path, comp: Comparison, n_ids: int = 8, per_side: int = 4) -> list[Path]:
+    """For every filtered set among ``extra_sets`` (a ``kept`` column and scores.csv): one row per identity with
+    kept and rejected images, source | its kept images (best rank first) | its rejected ones (worst first)."""
+    from reid_aug.dataset.market import load_dataset
+    from reid_aug.records import SynthesisDescriptor
+
+    out = []
+    for name in comp.extra_sets:
+        sset = SynthesizedSet(runs / name)
+        if not (sset.scores.is_file() and sset.manifest.is_file()):
+            continue
+        man = pd.read_csv(sset.manifest).merge(pd.read_csv(sset.scores)[["file", "rank"]], on="file")
+        if "kept" not in man:
+            continue
+        both = sorted(p for p, g in man.groupby("pid") if 0 < g["kept"].sum() < len(g))
+        pick = [both[i] for i in np.linspace(0, len(both) - 1, min(n_ids, len(both))).astype(int)]
+        real = load_dataset(SynthesisDescriptor.read(sset.descriptor).info["dataset"]).split("train")
+        source_path = dict(zip(real["name"], real["path"]))
+        rows = []
+        for pid in pick:
+            g = man[man["pid"] == pid].sort_values("rank")
+            kept, rejected = g[g["kept"] == 1].head(per_side), g[g["kept"] == 0].iloc[::-1].head(per_side)
+            src = _thumb(Path(source_path.get(str(g["source"].iloc[0]), "")))
+            blank, gap = np.full_like(src, 255), np.full((src.shape[0], 8, 3), 255, np.uint8)
+            side = [[_thumb(sset.images / f) for f in part["file"]] for part in (kept, rejected)]
+            side = [imgs + [blank] * (per_side - len(imgs)) for imgs in side]
+            rows.append(np.concatenate([src, gap, *side[0], gap, gap, *side[1]], axis=1))
+        if rows:
+            out.append(save_png(np.concatenate(rows, axis=0), dest / f"{name}_kept_rejected.png"))
+    return out
+
+
 def _ci(lo: float, hi: float, fmt: str) -> str:
     return "(one seed)" if math.isnan(lo) else f"[{lo:{fmt}}, {hi:{fmt}}]"
 
@@ -416,6 +448,7 @@ def main() -> None:
                                  if comp.similarity and (args.runs / comp.similarity).is_file() else None)}
     eval_grid(args.runs, out, comp)
     synthesized_grid(args.runs, out, comp)
+    filter_grids(args.runs, out, comp)
     copy_runs(args.runs, out, comp)
     (out / "summary.json").write_text(json.dumps(res, indent=1) + "\n")
     (out / "summary.md").write_text(markdown(res, comp))

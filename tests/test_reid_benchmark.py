@@ -1,6 +1,7 @@
 """Re-ID benchmark: data lists, LSRO, weights, and a one-epoch baseline-vs-augmented run."""
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -79,6 +80,26 @@ def test_subsample_per_identity(tiny_toy):
     counts = pd.Series([lab for _, lab, _, _ in s1.train]).value_counts()
     assert counts.max() <= 2 and len(counts) == s1.num_train_pids
     assert s1.train == s2.train                      # deterministic for a seed
+
+
+def test_a_filtered_set_gives_only_its_kept_images(tiny_toy, augmented, tmp_path):
+    """reid-aug filter marks images in the manifest; Re-ID must train on exactly those (before: on all of them)."""
+    from reid_aug.dataset.market import load_dataset
+    from reid_aug.reid.data import build_splits, read_augmented
+
+    filtered = tmp_path / "filtered"
+    shutil.copytree(augmented, filtered)
+    man = pd.read_csv(filtered / "manifest.csv")
+    man["kept"] = (np.arange(len(man)) % 3 == 0).astype(int)
+    man.to_csv(filtered / "manifest.csv", index=False)
+    aug = read_augmented(filtered)
+    kept_names = {Path(f).name for f in man.loc[man["kept"] == 1, "file"]}
+    assert set(aug["name"]) == kept_names and 0 < len(aug) < len(man)
+    assert build_splits(load_dataset(tiny_toy), aug).n_synthesized == len(kept_names)
+    man["kept"] = 0
+    man.to_csv(filtered / "manifest.csv", index=False)
+    with pytest.raises(DatasetError, match="kept none"):
+        read_augmented(filtered)
 
 
 def test_augmented_folder_errors(tiny_toy, augmented, tmp_path):

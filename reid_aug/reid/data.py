@@ -72,7 +72,8 @@ def read_augmented(augmented_dir: str | Path) -> pd.DataFrame:
     Returns a DataFrame ``name, path, pid, camid`` (camid 1-based, as in the file name).
     The pid and camera come from the file name with torchreid's Market pattern
     ``([-\\d]+)_c(\\d)`` (what any Re-ID code reads); the manifest, when present, must agree
-    with the names and with the files on disk.
+    with the names and with the files on disk. A filtered set (``reid-aug filter`` / ``synthesize
+    --filter``: a ``kept`` column in the manifest) gives only its kept images.
     """
     d = Path(augmented_dir)
     img_dir = d / "bounding_box_train"
@@ -108,9 +109,26 @@ def read_augmented(augmented_dir: str | Path) -> pd.DataFrame:
         if wrong:
             raise DatasetError(f"{len(wrong)} synthesized file name(s) in {img_dir} disagree with {manifest} on the "
                                f"pid/camera, e.g. {wrong[0]}")
+        if "kept" in man.columns:
+            table = _kept_only(table, dict(zip(man_names, man["kept"])), manifest)
     else:
         log.warning("%s has no manifest.csv: identities taken from the file names alone", d)
     return table
+
+
+def _kept_only(table: pd.DataFrame, kept: dict, manifest: Path) -> pd.DataFrame:
+    """The rows of ``table`` whose manifest ``kept`` flag (file name -> 1/0) is 1; none kept is an error."""
+    flags = table["name"].map(kept)
+    if not flags.isin([0, 1]).all():
+        raise DatasetError(f"{manifest}: the kept column holds values other than 1/0; filter the set again "
+                           f"(`reid-aug filter`)")
+    out = table[flags == 1].reset_index(drop=True)
+    if out.empty:
+        raise DatasetError(f"{manifest}: the filter kept none of the {len(table)} images; filter with a looser rule "
+                           f"(`reid-aug filter --rule top-k --k K` with a larger K, or --rule threshold)")
+    log.info("%s: filtered set, %d of %d images kept (%d identities)", manifest.parent, len(out), len(table),
+             out["pid"].nunique())
+    return out
 
 
 def source_images_of(table: pd.DataFrame, augmented_dir: str | Path, index) -> pd.DataFrame:

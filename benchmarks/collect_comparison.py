@@ -5,8 +5,9 @@
 
 Comparisons (``COMPARISONS``): ``defgan_vs_pg2`` (issue 13, ``benchmarks/defgan_vs_pg2_cpu.sh``; this script was
 ``collect_defgan_vs_pg2.py``), ``identity_losses`` and ``identity_losses_defgan`` (issue 20,
-``benchmarks/identity_losses_cpu.sh``, PG² and ``FAMILY=defgan``), ``market_lowdata`` (issue 14,
-``benchmarks/market_lowdata_cpu.sh``: one generator, ``a == b``, so no generator deltas).
+``benchmarks/identity_losses_cpu.sh``, PG² and ``FAMILY=defgan``), ``market_lowdata`` / ``market_lowdata_n4`` /
+``market_lowdata_n1`` (issue 14, ``benchmarks/market_lowdata_cpu.sh`` at N = 2, 4, 1: one generator, ``a == b``, so
+no generator deltas; ``benchmarks/collect_regimes.py`` puts the regimes side by side).
 
 - Generator quality on the standard Market-1501 test pairs (both evaluated on the same pairs): SSIM and mask-SSIM
   in both published protocols, L1, identity retrieval where the evaluation had a judge (``--reid-model``), the
@@ -68,6 +69,20 @@ class Comparison:
         return tuple(dict.fromkeys((self.b, self.a)))
 
 
+def _lowdata(label: str) -> Comparison:
+    """issue 14's low-data regime (benchmarks/market_lowdata_cpu.sh, one record per N): one generator, ``a == b``."""
+    return Comparison(
+        {"defgan": label}, a="defgan", b="defgan",
+        sweeps=("sweep", "sweep_sources_hard", "sweep_teacher", "sweep_sources", "sweep_filter", "sweep_per_image"),
+        contrasts=((("sweep", "syn_defgan"), ("sweep_sources_hard", "syn_defgan")),
+                   (("sweep_teacher", "syn_defgan"), ("sweep_sources", "syn_defgan")),
+                   (("sweep_teacher", "syn_defgan"), ("sweep", "syn_defgan")),
+                   (("sweep_filter", "syn_defgan_filtered"), ("sweep", "syn_defgan")),
+                   (("sweep_per_image", "syn_defgan_img2"), ("sweep", "syn_defgan"))),
+        extra_sets=("syn_defgan_filtered", "syn_defgan_img2"),
+        similarity="", benchmarks=("val_base", "base0", "base12"))
+
+
 COMPARISONS = {
     "defgan_vs_pg2": Comparison(
         {"pg2": "PG²", "defgan": "Deformable GAN"}, a="defgan", b="pg2", sweeps=("sweep", "sweep_views"),
@@ -110,17 +125,9 @@ COMPARISONS = {
                    (("defgan_sweep", "syn_defgan_id"), ("sweep", "syn_id"))),
         similarity="defgan_source_similarity.json",
         recorded_elsewhere=("defgan_vs_pg2_sweep", "sweep_teacher", "sweep_teacher_copies", "sweep_sources", "sweep")),
-    # issue 14's low-data regime (benchmarks/market_lowdata_cpu.sh): one generator, trained on the kept images only
-    "market_lowdata": Comparison(
-        {"defgan": "Deformable GAN (kept images only)"}, a="defgan", b="defgan",
-        sweeps=("sweep", "sweep_sources_hard", "sweep_teacher", "sweep_sources", "sweep_filter", "sweep_per_image"),
-        contrasts=((("sweep", "syn_defgan"), ("sweep_sources_hard", "syn_defgan")),
-                   (("sweep_teacher", "syn_defgan"), ("sweep_sources", "syn_defgan")),
-                   (("sweep_teacher", "syn_defgan"), ("sweep", "syn_defgan")),
-                   (("sweep_filter", "syn_defgan_filtered"), ("sweep", "syn_defgan")),
-                   (("sweep_per_image", "syn_defgan_img2"), ("sweep", "syn_defgan"))),
-        extra_sets=("syn_defgan_filtered", "syn_defgan_img2"),
-        similarity="", benchmarks=("val_base", "base0", "base12")),
+    "market_lowdata": _lowdata("Deformable GAN (kept images only)"),           # N = 2
+    "market_lowdata_n4": _lowdata("Deformable GAN (kept images only)"),
+    "market_lowdata_n1": _lowdata("Deformable GAN (trained on CUHK03-mini)"),   # GEN_DATA: no pairs at N = 1
 }
 
 

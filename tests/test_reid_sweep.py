@@ -101,3 +101,17 @@ def test_sweep_cells_share_identical_baselines_only(tiny_toy, augmented, tmp_pat
     assert trained == [("augmented", 0)]
     rec = json.loads((other / "cells" / "train.synthetic_weight=0.5" / "results.json").read_text())["runs"]
     assert names[2] in rec["baseline_seed0"]["reused_from"] and rec["baseline_seed0"]["mAP"] == recs[2]["mAP"]
+
+
+def test_a_one_seed_cell_says_it_has_no_interval(tmp_path):
+    from reid_aug.reid.sweep import write_summary
+
+    nan = float("nan")
+    row = {"cell": "augmented=set", "n_seeds": 1, "baseline_rank1": 43.3, "baseline_mAP": 22.6,
+           "delta_rank1": -6.2, "delta_rank1_lo": nan, "delta_rank1_hi": nan, "rank1_ci_excludes_0": False,
+           "delta_mAP": -2.3, "delta_mAP_lo": nan, "delta_mAP_hi": nan, "mAP_ci_excludes_0": False}
+    two = {**row, "cell": "augmented=other", "n_seeds": 2, "delta_rank1_lo": -9.0, "delta_rank1_hi": -3.4}
+    write_summary(tmp_path, [row, two], ["augmented"], [0])
+    md = (tmp_path / "sweep.md").read_text()
+    assert "nan" not in md
+    assert "| -6.2 [no interval: 1 seed] |" in md and "-6.2 [-9.0, -3.4]" in md

@@ -113,14 +113,21 @@ def summarize_cell(folder: Path, cell: dict, seeds) -> dict:
     return row
 
 
+def _delta_text(mean: float, lo: float, hi: float) -> str:
+    """``+1.2 [-0.3, +2.7]``; one seed has no interval (a t interval needs two), which is said, not printed as nan."""
+    if math.isnan(lo) or math.isnan(hi):
+        return f"{mean:+.1f} [no interval: 1 seed]"
+    return f"{mean:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+
+
 def _sentence(rows: list[dict]) -> str:
     up = [r["cell"] for r in rows if r["rank1_ci_excludes_0"] and r["delta_rank1_lo"] > 0]
     down = [r["cell"] for r in rows if r["rank1_ci_excludes_0"] and r["delta_rank1_hi"] < 0]
     best = max(rows, key=lambda r: r["delta_rank1"] if not math.isnan(r["delta_rank1"]) else -1e9)
     return (f"{len(up)} of {len(rows)} cells raised rank-1 with a 95 % interval above 0"
             + (f" ({', '.join(up)})" if up else "") + f", {len(down)} lowered it with an interval below 0; "
-            f"the best cell is {best['cell']} at {best['delta_rank1']:+.1f} points "
-            f"[{best['delta_rank1_lo']:+.1f}, {best['delta_rank1_hi']:+.1f}].")
+            f"the best cell is {best['cell']} at "
+            f"{_delta_text(best['delta_rank1'], best['delta_rank1_lo'], best['delta_rank1_hi'])} points.")
 
 
 def write_summary(out: Path, rows: list[dict], keys: list[str], seeds: list[int]) -> None:
@@ -138,7 +145,7 @@ def write_summary(out: Path, rows: list[dict], keys: list[str], seeds: list[int]
     for r in rows:
         def d(k):
             star = " *" if r[f"{k}_ci_excludes_0"] else ""
-            return f"{r[f'delta_{k}']:+.1f} [{r[f'delta_{k}_lo']:+.1f}, {r[f'delta_{k}_hi']:+.1f}]{star}"
+            return _delta_text(r[f"delta_{k}"], r[f"delta_{k}_lo"], r[f"delta_{k}_hi"]) + star
         lines.append(f"| {r['cell']} | {r['n_seeds']} | {r['baseline_rank1']:.1f} | {d('rank1')} | "
                      f"{r['baseline_mAP']:.1f} | {d('mAP')} |")
     lines += ["", "![deltas](sweep.png)", ""]

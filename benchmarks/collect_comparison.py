@@ -379,6 +379,8 @@ def _reid_md(rd: dict) -> list[str]:
         out.append(f"| {c['sweep']}: {c['cell']} | {c['n_seeds']} | {c['baseline_rank1']:.1f} | {c['delta_rank1']:+.1f} "
                    f"{_ci(c['delta_rank1_lo'], c['delta_rank1_hi'], '+.1f')} | {c['baseline_mAP']:.1f} | "
                    f"{c['delta_mAP']:+.1f} {_ci(c['delta_mAP_lo'], c['delta_mAP_hi'], '+.1f')} |")
+    if not rd["contrasts"]:   # a regime that ran one cell
+        return out
     out += ["", "Between cells (augmented runs paired by seed; the baselines are shared) [95 % t interval]:", "",
             "| cell - reference | metric | seeds | mean | per seed |", "|---|---|---|---|---|"]
     out += [f"| {b['cell']} - {b['reference']} | {b['metric']} | {len(b['seeds'])} | {b['mean']:+.1f} "

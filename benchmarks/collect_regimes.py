@@ -13,10 +13,14 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 import json
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT))
+
+from reid_aug.utils.io import atomic_path, atomic_write_text  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -131,10 +135,9 @@ def plot(rows: list[dict], path: Path) -> bool:
     fig.suptitle("Pose-transfer augmentation by regime: batch mixing, hard labels, 95 % intervals paired by seed",
                  fontsize=9)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, format="png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    tmp.replace(path)
     return True
 
 
@@ -146,8 +149,8 @@ def main() -> None:
     out = args.out or args.results / "regimes"
     out.mkdir(parents=True, exist_ok=True)
     rows = [row(r, args.results) for r in REGIMES]
-    (out / "summary.json").write_text(json.dumps(rows, indent=1) + "\n")
-    (out / "summary.md").write_text(markdown(rows))
+    atomic_write_text(out / "summary.json", json.dumps(rows, indent=1) + "\n")
+    atomic_write_text(out / "summary.md", markdown(rows))
     plot(rows, out / "regimes.png")
     print(markdown(rows))
 

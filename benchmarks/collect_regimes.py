@@ -50,16 +50,10 @@ REGIMES = (
 )
 
 
-def _cells(path: Path) -> list[dict]:
-    data = json.loads(path.read_text())
-    return data["reid"]["cells"] if "reid" in data else data["cells"]
-
-
-def _contrast(path: Path, regime: Regime, metric: str) -> dict | None:
+def _contrast(data: dict, regime: Regime, metric: str) -> dict | None:
     """generated - real sources (both hard labels, paired by seed) from a comparison's summary, or None."""
-    if regime.control is None or not path.is_file():
+    if regime.control is None:
         return None
-    data = json.loads(path.read_text())
     ref = f"{regime.cell.split('=', 1)[1]} ({regime.control})"
     return next((c for c in data.get("reid", {}).get("contrasts", [])
                  if c["reference"] == ref and c["metric"] == metric and "(" not in c["cell"]), None)
@@ -72,14 +66,16 @@ def row(regime: Regime, results: Path = RESULTS) -> dict:
     path = results / regime.record / regime.source
     if not path.is_file():
         return out
-    cell = next((c for c in _cells(path) if c["cell"] == regime.cell
+    data = json.loads(path.read_text())
+    cells = data["reid"]["cells"] if "reid" in data else data["cells"]   # a comparison's summary or a sweep's
+    cell = next((c for c in cells if c["cell"] == regime.cell
                  and (regime.sweep is None or c.get("sweep") == regime.sweep)), None)
     if cell is None:
         return out
     out.update(recorded=True, n_seeds=cell["n_seeds"], **{k: cell[k] for k in (
         "baseline_rank1", "delta_rank1", "delta_rank1_lo", "delta_rank1_hi", "rank1_ci_excludes_0",
         "baseline_mAP", "delta_mAP", "delta_mAP_lo", "delta_mAP_hi", "mAP_ci_excludes_0")})
-    control = _contrast(path, regime, "rank1")
+    control = _contrast(data, regime, "rank1")
     if control:
         out.update(vs_sources_rank1=control["mean"], vs_sources_lo=control["lo"], vs_sources_hi=control["hi"],
                    vs_sources_seeds=len(control["seeds"]))

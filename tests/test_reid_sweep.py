@@ -44,12 +44,15 @@ def test_sweep_runs_every_cell_reports_paired_intervals_and_resumes(tiny_toy, au
         assert c["delta_rank1_lo"] == pytest.approx(np.mean(d) - half)
     md = (out / "sweep.md").read_text().splitlines()
     assert "cells raised rank-1" in md[2] and (out / "sweep.png").stat().st_size > 1000
-    # a restart trains nothing
+    # a restart trains nothing, and a call for one seed still tables every seed finished in the cells
     from reid_aug.reid import experiment
 
     monkeypatch.setattr(experiment, "train_and_evaluate", lambda *a, **k: pytest.fail("retrained a finished run"))
-    run_sweep(grid, recipe="reid_toy", overrides=SMALL, dataset=str(tiny_toy), augmented=augmented, seeds=[0, 1],
+    run_sweep(grid, recipe="reid_toy", overrides=SMALL, dataset=str(tiny_toy), augmented=augmented, seeds=[1],
               out_dir=tmp_path / "sw", model="osnet_x0_25", pretrained=False)
+    again = json.loads((out / "sweep.json").read_text())
+    assert again["seeds"] == [0, 1] and [c["n_seeds"] for c in again["cells"]] == [2, 2]
+    assert again["cells"][0]["delta_rank1"] == pytest.approx(summary["cells"][0]["delta_rank1"])
 
 
 def test_validation_split_holds_out_training_identities(tiny_toy, augmented, tmp_path):  # noqa: F811

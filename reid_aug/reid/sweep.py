@@ -80,9 +80,26 @@ def run_sweep(grid, *, recipe=None, overrides=(), dataset=None, augmented=None, 
         # differs) take them over from an earlier cell instead of training them again
         run_benchmark(cfg, dataset=dataset, augmented_dir=aug, seeds=list(seeds), weights=weights,
                       out_dir=folder, shared_baselines=[*map(Path, baseline_from), *folders[:i - 1]])
-    rows = [summarize_cell(out / "cells" / cell_name(c), c, seeds) for c, _, _ in configs]
-    write_summary(out, rows, [k for k, _ in grid], list(seeds))
+    # the table covers every seed finished in the cells, not only this call's: seeds run in separate shells
+    # (--seeds 3 and --seeds 4) would otherwise leave a one-seed table behind whichever finished last
+    table_seeds = sorted(set(seeds).union(*(finished_seeds(f) for f in folders)))
+    if table_seeds != sorted(seeds):
+        log.info("sweep table: seeds %s (finished in the cells; this call ran %s)", table_seeds, list(seeds))
+    rows = [summarize_cell(out / "cells" / cell_name(c), c, table_seeds) for c, _, _ in configs]
+    write_summary(out, rows, [k for k, _ in grid], table_seeds)
     return out
+
+
+def finished_seeds(folder: Path) -> set[int]:
+    """The seeds whose baseline and augmented runs both finished in a cell folder's ``results.json``."""
+    from reid_aug.records import read_json_object
+
+    path = Path(folder) / "results.json"
+    if not path.is_file():
+        return set()
+    runs = read_json_object(path, "benchmark results").get("runs", {})
+    done = {(v.get("variant"), v.get("seed")) for v in runs.values() if "rank1" in v}
+    return {s for variant, s in done if variant == "augmented" and ("baseline", s) in done}
 
 
 def _interval(vals: list[float]) -> tuple[float, float, float]:

@@ -257,6 +257,12 @@ def test_one_epoch_benchmark_writes_report(tiny_toy, augmented, tmp_path, monkey
     results = json.loads((out / "results.json").read_text())
     assert results["seeds"] == [0, 1] and len(results["runs"]) == 4
     assert results["runs"]["baseline_seed1"]["iterations"] == results["runs"]["augmented_seed1"]["iterations"]
+    # a call for one seed reports every seed of the folder
+    monkeypatch.setattr(bm, "train_and_evaluate", lambda *a, **k: pytest.fail("finished run trained again"))
+    run_benchmark(cfg, dataset=str(tiny_toy), augmented_dir=augmented, seeds=[1], generator_eval=gen_eval,
+                  out_dir=out)
+    report = (out / "report.md").read_text()
+    assert "Seeds: 0, 1." in report and "over 2 seeds" in report
     # ... but refuses to mix results of another config
     other = resolve_benchmark(model="osnet_x0_25", recipe="reid_toy", pretrained=False,
                               overrides=["train.epochs=2"])

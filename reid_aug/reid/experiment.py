@@ -414,7 +414,10 @@ def _run(exp: Experiment, seeds: list[int], gen_eval: Path | None, baseline_from
         finally:
             release(exp.folder.path, tag)
     results = load_results(exp.folder.results_json)
-    write_report(exp.folder.path, results, seeds=seeds, generator_eval=gen_eval, train_info=_report_info(exp))
+    # the report covers every seed in the folder: seeds run by separate calls (--seeds 3, --seeds 4) would
+    # otherwise leave the last call's one-seed report behind
+    write_report(exp.folder.path, results, seeds=sorted(set(seeds) | set(results["seeds"])), generator_eval=gen_eval,
+                 train_info=_report_info(exp))
     return exp.folder.path
 
 

@@ -64,6 +64,10 @@ REID=(--recipe reid_cpu_small --dataset market "${REGIME[@]}" --set train.labels
       --set eval.curve_every=0)
 CELL=("${REID[@]}" --set train.mix=batch --seeds "$SEEDS" --baseline-from "$OUT/base0" --baseline-from "$OUT/base12")
 SWEEP=("${CELL[@]}" --grid "augmented=$SYN")
+# the other cells also take the baselines the hard-label cell trained itself (seeds beyond 0-2: SEEDS=3,4 PARTS=reid)
+MAIN_CELL="$OUT/sweep/cells/augmented=$(basename "$SYN")"
+SIDE=("${CELL[@]}"); if [ -f "$MAIN_CELL/results.json" ]; then SIDE+=(--baseline-from "$MAIN_CELL"); fi
+CONTROL=("${SIDE[@]}" --grid "augmented=$SYN")   # teacher, sources, sources-hard: the same set, other labels or images
 
 if part gen; then
     stamp "$FAMILY generator on $N image(s) per identity"
@@ -104,17 +108,17 @@ if part reid; then
 fi
 if part teacher; then
     stamp "batch mixing, teacher soft labels"
-    timed "teacher" reid-aug sweep "${SWEEP[@]}" --labels teacher --set train.teacher="$TEACHER" \
+    timed "teacher" reid-aug sweep "${CONTROL[@]}" --labels teacher --set train.teacher="$TEACHER" \
         --out "$OUT/sweep_teacher"
 fi
 if part sources; then
     stamp "no-generation control: the teacher on the real sources"
-    timed "sources" reid-aug sweep "${SWEEP[@]}" --labels teacher --set train.teacher="$TEACHER" \
+    timed "sources" reid-aug sweep "${CONTROL[@]}" --labels teacher --set train.teacher="$TEACHER" \
         --set train.augmented_images=sources --out "$OUT/sweep_sources"
 fi
 if part sources-hard; then
     stamp "no-generation control with hard labels: the real sources, the same stream"
-    timed "sources-hard" reid-aug sweep "${SWEEP[@]}" --labels same-id --set train.augmented_images=sources \
+    timed "sources-hard" reid-aug sweep "${CONTROL[@]}" --labels same-id --set train.augmented_images=sources \
         --out "$OUT/sweep_sources_hard"
 fi
 if part filter; then
@@ -122,7 +126,7 @@ if part filter; then
     FILTERED="${SYN}_filtered"   # a copy: `filter` marks the set's manifest, and the `reid` cell reads the whole set
     if [ ! -d "$FILTERED" ]; then rm -rf "$FILTERED.part"; cp -a "$SYN" "$FILTERED.part"; mv "$FILTERED.part" "$FILTERED"; fi
     timed "filter" reid-aug filter "$FILTERED" --reid-model "$TEACHER" --rule top-k --k "$FILTER_K" --device cpu
-    timed "filter reid" reid-aug sweep "${CELL[@]}" --grid "augmented=$FILTERED" --labels same-id \
+    timed "filter reid" reid-aug sweep "${SIDE[@]}" --grid "augmented=$FILTERED" --labels same-id \
         --out "$OUT/sweep_filter"
 fi
 if part per-image; then
@@ -131,7 +135,7 @@ if part per-image; then
     timed "synthesize per image" reid-aug synthesize --run "$GEN" --dataset market --train-per-id "$N" \
         --subset-seed 0 --per-image "$PER_IMAGE" --strategy random --out "$PER_IMAGE_SET" --device cpu \
         "${CROSS[@]}"
-    timed "per-image reid" reid-aug sweep "${CELL[@]}" --grid "augmented=$PER_IMAGE_SET" --labels same-id \
+    timed "per-image reid" reid-aug sweep "${SIDE[@]}" --grid "augmented=$PER_IMAGE_SET" --labels same-id \
         --out "$OUT/sweep_per_image"
 fi
 if part judge && [ ! -f "$OUT/judge_$FAMILY.json" ]; then

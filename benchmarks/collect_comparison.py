@@ -6,8 +6,8 @@
 Comparisons (``COMPARISONS``): ``defgan_vs_pg2`` (issue 13, ``benchmarks/defgan_vs_pg2_cpu.sh``; this script was
 ``collect_defgan_vs_pg2.py``), ``identity_losses`` and ``identity_losses_defgan`` (issue 20,
 ``benchmarks/identity_losses_cpu.sh``, PG² and ``FAMILY=defgan``), ``market_lowdata`` / ``market_lowdata_n4`` /
-``market_lowdata_n1`` (issue 14, ``benchmarks/market_lowdata_cpu.sh`` at N = 2, 4, 1: one generator, ``a == b``, so
-no generator deltas; ``benchmarks/collect_regimes.py`` puts the regimes side by side).
+``market_lowdata_n1`` / ``market_full`` (issue 14, ``benchmarks/market_lowdata_cpu.sh`` at N = 2, 4, 1, 0 = all: one
+generator, ``a == b``, so no generator deltas; ``benchmarks/collect_regimes.py`` puts the regimes side by side).
 
 - Generator quality on the standard Market-1501 test pairs (both evaluated on the same pairs): SSIM and mask-SSIM
   in both published protocols, L1, identity retrieval where the evaluation had a judge (``--reid-model``), the
@@ -69,8 +69,9 @@ class Comparison:
         return tuple(dict.fromkeys((self.b, self.a)))
 
 
-def _lowdata(label: str) -> Comparison:
-    """issue 14's low-data regime (benchmarks/market_lowdata_cpu.sh, one record per N): one generator, ``a == b``."""
+def _lowdata(label: str, benchmarks: tuple = ("val_base", "base0", "base12")) -> Comparison:
+    """issue 14's low-data regime (benchmarks/market_lowdata_cpu.sh, one record per N): one generator, ``a == b``.
+    ``benchmarks``: the validation curves and baselines copied with the record."""
     return Comparison(
         {"defgan": label}, a="defgan", b="defgan",
         sweeps=("sweep", "sweep_sources_hard", "sweep_teacher", "sweep_sources", "sweep_filter", "sweep_per_image"),
@@ -80,7 +81,7 @@ def _lowdata(label: str) -> Comparison:
                    (("sweep_filter", "syn_defgan_filtered"), ("sweep", "syn_defgan")),
                    (("sweep_per_image", "syn_defgan_img2"), ("sweep", "syn_defgan"))),
         extra_sets=("syn_defgan_filtered", "syn_defgan_img2"),
-        similarity="", benchmarks=("val_base", "base0", "base12"))
+        similarity="", benchmarks=benchmarks)
 
 
 COMPARISONS = {
@@ -128,6 +129,9 @@ COMPARISONS = {
     "market_lowdata": _lowdata("Deformable GAN (kept images only)"),           # N = 2
     "market_lowdata_n4": _lowdata("Deformable GAN (kept images only)"),
     "market_lowdata_n1": _lowdata("Deformable GAN (trained on CUHK03-mini)"),   # GEN_DATA: no pairs at N = 1
+    # N = 0, every image: two validation budgets side by side chose the epochs
+    "market_full": _lowdata("Deformable GAN (all training pairs)",
+                            ("val_base_e20", "val_base_e40", "base0", "base12")),
 }
 
 

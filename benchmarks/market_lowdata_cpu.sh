@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 14, regime "Market-1501 with N real images per identity", leak-free: the generator, the teacher and the
 # identity judge are trained on the kept images only (the subset seed is the same everywhere: 0), synthesis reads
-# only kept images as sources, and the Re-ID runs keep the same N. Every part resumes; run parts in two shells to
-# use both cores (a sweep's runs are claimed, so two shells can share one sweep).
+# only kept images as sources, and the Re-ID runs keep the same N. N=0 keeps every image: the full-data regime
+# (benchmarks/results/market_full/). Every part resumes; run parts in two shells to use both cores (a sweep's runs
+# are claimed, so two shells can share one sweep).
 #
 #   N=2 OUT=runs/market_n2 PARTS="gen syn" bash benchmarks/market_lowdata_cpu.sh            # shell 1
 #   N=2 OUT=runs/market_n2 PARTS="val base0 base12" bash benchmarks/market_lowdata_cpu.sh   # shell 2
@@ -17,9 +18,11 @@
 #            N=1 GEN_DATA=../shared/datasets/cuhk03-detected-mini PARTS=gen bash benchmarks/market_lowdata_cpu.sh
 #   syn      K images per identity from the kept sources, diverse target poses (the full-data records' strategy)
 #   val      the baseline's validation curve (VAL_IDS training identities held out, the test split not read), at
-#            VAL_EPOCHS epochs, rank-1/mAP every 5: choose EPOCHS where it has flattened
+#            VAL_EPOCHS epochs, rank-1/mAP every VAL_EVERY, into OUT/VAL_NAME: choose EPOCHS where it has flattened
+#            (two budgets side by side: VAL_EPOCHS=20 VAL_NAME=val_base_e20 and VAL_EPOCHS=40 VAL_NAME=val_base_e40)
 #   base0    baseline seed 0 on the test split: the teacher of `teacher` / `sources` (it saw only the kept images)
-#   base12   baselines seeds 1, 2 (seed 1: the identity judge, independent of the teacher)
+#   base12   baselines seeds 1, 2 (seed 1: the identity judge, independent of the teacher); BASE12_SEEDS=1 trains
+#            seed 1 alone (then SEEDS=1 PARTS=reid in the same shell while the other does seed 0)
 #   reid     batch mixing (CamStyle: the baseline's real batches + 12 synthesized), hard labels, SEEDS
 #   teacher  the same with the teacher's soft labels on the synthesized images
 #   sources  the no-generation control: the teacher on each synthesized image's real source (same stream, labels)
@@ -36,9 +39,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-2}; OUT=${OUT:-runs/market_n$N}; SEEDS=${SEEDS:-0,1,2}; K=${K:-10}
-EPOCHS=${EPOCHS:-60}; VAL_EPOCHS=${VAL_EPOCHS:-60}; VAL_IDS=${VAL_IDS:-100}
+EPOCHS=${EPOCHS:-60}; VAL_EPOCHS=${VAL_EPOCHS:-60}; VAL_IDS=${VAL_IDS:-100}; VAL_EVERY=${VAL_EVERY:-5}
+VAL_NAME=${VAL_NAME:-val_base}
 FAMILY=${FAMILY:-defgan}; DEFGAN_STEPS=${DEFGAN_STEPS:-1350}; G1_ITERS=${G1_ITERS:-1100}
-GEN_DATA=${GEN_DATA:-market}; FILTER_K=${FILTER_K:-10}; PER_IMAGE=${PER_IMAGE:-2}
+BASE12_SEEDS=${BASE12_SEEDS:-1,2}; GEN_DATA=${GEN_DATA:-market}; FILTER_K=${FILTER_K:-10}; PER_IMAGE=${PER_IMAGE:-2}
 PARTS="${PARTS:-gen syn val base0 base12 reid teacher sources sources-hard filter per-image judge}"
 export REID_AUG_MARKET_ROOT="${REID_AUG_MARKET_ROOT:-$(cd .. && pwd)/shared/datasets/market1501}"
 mkdir -p "$OUT"
@@ -70,7 +74,7 @@ SIDE=("${CELL[@]}"); if [ -f "$MAIN_CELL/results.json" ]; then SIDE+=(--baseline
 CONTROL=("${SIDE[@]}" --grid "augmented=$SYN")   # teacher, sources, sources-hard: the same set, other labels or images
 
 if part gen; then
-    stamp "$FAMILY generator on $N image(s) per identity"
+    stamp "$FAMILY generator on $([ "$N" = 0 ] && echo every image || echo "$N image(s) per identity")"
     if [ "$FAMILY" = defgan ]; then
         recipe=(--recipe defgan_market_cpu --set train.steps="$DEFGAN_STEPS")
     else
@@ -90,17 +94,17 @@ if part syn; then
 fi
 if part val; then
     stamp "validation curve of the baseline ($VAL_IDS identities held out)"
-    timed "val_base" reid-aug benchmark --baseline-only --recipe reid_cpu_small --dataset market "${REGIME[@]}" \
-        --set data.val_ids="$VAL_IDS" --set eval.split=val --set train.epochs="$VAL_EPOCHS" --set eval.curve_every=5 \
-        --seeds 0 --out "$OUT/val_base"
+    timed "$VAL_NAME" reid-aug benchmark --baseline-only --recipe reid_cpu_small --dataset market "${REGIME[@]}" \
+        --set data.val_ids="$VAL_IDS" --set eval.split=val --set train.epochs="$VAL_EPOCHS" \
+        --set eval.curve_every="$VAL_EVERY" --seeds 0 --out "$OUT/$VAL_NAME"
 fi
 if part base0; then
     stamp "baseline seed 0 (the teacher)"
     timed "base0" reid-aug benchmark --baseline-only "${REID[@]}" --seeds 0 --out "$OUT/base0"
 fi
 if part base12; then
-    stamp "baselines seeds 1, 2 (seed 1: the judge)"
-    timed "base12" reid-aug benchmark --baseline-only "${REID[@]}" --seeds 1,2 --out "$OUT/base12"
+    stamp "baselines seeds $BASE12_SEEDS (seed 1: the judge)"
+    timed "base12" reid-aug benchmark --baseline-only "${REID[@]}" --seeds "$BASE12_SEEDS" --out "$OUT/base12"
 fi
 if part reid; then
     stamp "batch mixing, hard labels"

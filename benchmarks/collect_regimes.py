@@ -43,7 +43,9 @@ REGIMES = (
            "market_lowdata_n1"),
     Regime("Market-1501, N = 2", "2", "Deformable GAN on the kept images only", "60 epochs", "market_lowdata"),
     Regime("Market-1501, N = 4", "4", "Deformable GAN on the kept images only", "60 epochs", "market_lowdata_n4"),
-    Regime("Market-1501, all", "17.2 (all)", "Deformable GAN on all training pairs", "3 epochs (not converged)",
+    Regime("Market-1501, all", "17.2 (all)", "Deformable GAN on all training pairs", "40 epochs (validation)",
+           "market_full"),
+    Regime("Market-1501, all, short", "17.2 (all)", "Deformable GAN on all training pairs", "3 epochs (not converged)",
            "defgan_vs_pg2", control=None),
     Regime("CUHK03-mini", "9.7 (all)", "PG² G1 trained on Market-1501 (cross-dataset)", "60 epochs",
            "cuhk03_mini", source="test_batch/sweep.json", cell="augmented=syn_k10", sweep=None, control=None),
@@ -70,7 +72,7 @@ def row(regime: Regime, results: Path = RESULTS) -> dict:
     cells = data["reid"]["cells"] if "reid" in data else data["cells"]   # a comparison's summary or a sweep's
     cell = next((c for c in cells if c["cell"] == regime.cell
                  and (regime.sweep is None or c.get("sweep") == regime.sweep)), None)
-    if cell is None:
+    if cell is None or not cell.get("n_seeds"):   # absent, or no seed finished yet
         return out
     out.update(recorded=True, n_seeds=cell["n_seeds"], **{k: cell[k] for k in (
         "baseline_rank1", "delta_rank1", "delta_rank1_lo", "delta_rank1_hi", "rank1_ci_excludes_0",
@@ -83,6 +85,8 @@ def row(regime: Regime, results: Path = RESULTS) -> dict:
 
 
 def _ci(r: dict, key: str) -> str:
+    if r["n_seeds"] < 2:
+        return f"{r[key]:+.1f} [no interval: 1 seed]"
     mark = "**" if r[f"{'rank1' if key == 'delta_rank1' else 'mAP'}_ci_excludes_0"] else ""
     return f"{mark}{r[key]:+.1f} [{r[key + '_lo']:+.1f}, {r[key + '_hi']:+.1f}]{mark}"
 
@@ -105,8 +109,9 @@ def markdown(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], path: Path) -> bool:
-    """Delta rank-1 and delta mAP per recorded regime with their 95 % intervals; False where none is recorded."""
-    rec = [r for r in rows if r["recorded"]]
+    """Delta rank-1 and delta mAP per regime recorded over 2 or more seeds with their 95 % intervals; False where
+    none is."""
+    rec = [r for r in rows if r["recorded"] and r["n_seeds"] >= 2]   # a one-seed cell has no interval to draw
     if not rec:
         return False
     import matplotlib

@@ -91,6 +91,16 @@ def _ci(r: dict, key: str) -> str:
     return f"{mark}{r[key]:+.1f} [{r[key + '_lo']:+.1f}, {r[key + '_hi']:+.1f}]{mark}"
 
 
+def _vs_sources(r: dict) -> str:
+    """the no-generation contrast's cell: mean [interval] (seeds), "one seed" without an interval, or "not run"."""
+    if "vs_sources_rank1" not in r:
+        return "not run"
+    if r["vs_sources_seeds"] < 2:
+        return f"{r['vs_sources_rank1']:+.1f} [no interval: 1 seed]"
+    return (f"{r['vs_sources_rank1']:+.1f} [{r['vs_sources_lo']:+.1f}, {r['vs_sources_hi']:+.1f}] "
+            f"({r['vs_sources_seeds']} seeds)")
+
+
 def markdown(rows: list[dict]) -> str:
     lines = ["| regime | real images per identity | generator | Re-ID budget | seeds | baseline rank-1 | "
              "delta rank-1 [95 % CI] | delta mAP [95 % CI] | generated - real sources, rank-1 | record |",
@@ -100,10 +110,8 @@ def markdown(rows: list[dict]) -> str:
             lines.append(f"| {r['regime']} | {r['real_per_id']} | {r['generator']} | {r['reid']} | | | not recorded "
                          f"| | | `{r['record']}/` |")
             continue
-        vs = (f"{r['vs_sources_rank1']:+.1f} [{r['vs_sources_lo']:+.1f}, {r['vs_sources_hi']:+.1f}] "
-              f"({r['vs_sources_seeds']} seeds)" if "vs_sources_rank1" in r else "not run")
         lines.append(f"| {r['regime']} | {r['real_per_id']} | {r['generator']} | {r['reid']} | {r['n_seeds']} | "
-                     f"{r['baseline_rank1']:.1f} | {_ci(r, 'delta_rank1')} | {_ci(r, 'delta_mAP')} | {vs} | "
+                     f"{r['baseline_rank1']:.1f} | {_ci(r, 'delta_rank1')} | {_ci(r, 'delta_mAP')} | {_vs_sources(r)} | "
                      f"`{r['record']}/` |")
     return "\n".join(lines) + "\n\nBold: the 95 % interval (t, paired by seed) excludes 0.\n"
 

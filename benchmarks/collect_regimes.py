@@ -92,7 +92,7 @@ def _ci(r: dict, key: str) -> str:
 
 
 def _vs_sources(r: dict) -> str:
-    """the no-generation contrast's cell: mean [interval] (seeds), "one seed" without an interval, or "not run"."""
+    """the no-generation contrast's cell: mean [interval] (seeds), no interval from 1 seed, or "not run"."""
     if "vs_sources_rank1" not in r:
         return "not run"
     if r["vs_sources_seeds"] < 2:
@@ -111,8 +111,8 @@ def markdown(rows: list[dict]) -> str:
                          f"| | | `{r['record']}/` |")
             continue
         lines.append(f"| {r['regime']} | {r['real_per_id']} | {r['generator']} | {r['reid']} | {r['n_seeds']} | "
-                     f"{r['baseline_rank1']:.1f} | {_ci(r, 'delta_rank1')} | {_ci(r, 'delta_mAP')} | {_vs_sources(r)} | "
-                     f"`{r['record']}/` |")
+                     f"{r['baseline_rank1']:.1f} | {_ci(r, 'delta_rank1')} | {_ci(r, 'delta_mAP')} | "
+                     f"{_vs_sources(r)} | `{r['record']}/` |")
     return "\n".join(lines) + "\n\nBold: the 95 % interval (t, paired by seed) excludes 0.\n"
 
 

@@ -84,21 +84,24 @@ def row(regime: Regime, results: Path = RESULTS) -> dict:
     return out
 
 
+def _interval(mean: float, lo: float, hi: float, n_seeds: int, mark: str = "") -> str:
+    """``+m [+lo, +hi]`` in points, bold with ``mark``; a 1-seed figure has no interval and says so."""
+    if n_seeds < 2:
+        return f"{mean:+.1f} [no interval: 1 seed]"
+    return f"{mark}{mean:+.1f} [{lo:+.1f}, {hi:+.1f}]{mark}"
+
+
 def _ci(r: dict, key: str) -> str:
-    if r["n_seeds"] < 2:
-        return f"{r[key]:+.1f} [no interval: 1 seed]"
     mark = "**" if r[f"{'rank1' if key == 'delta_rank1' else 'mAP'}_ci_excludes_0"] else ""
-    return f"{mark}{r[key]:+.1f} [{r[key + '_lo']:+.1f}, {r[key + '_hi']:+.1f}]{mark}"
+    return _interval(r[key], r[key + "_lo"], r[key + "_hi"], r["n_seeds"], mark)
 
 
 def _vs_sources(r: dict) -> str:
-    """the no-generation contrast's cell: mean [interval] (seeds), no interval from 1 seed, or "not run"."""
+    """the no-generation contrast's cell (generated - real sources, rank-1), or "not run"."""
     if "vs_sources_rank1" not in r:
         return "not run"
-    if r["vs_sources_seeds"] < 2:
-        return f"{r['vs_sources_rank1']:+.1f} [no interval: 1 seed]"
-    return (f"{r['vs_sources_rank1']:+.1f} [{r['vs_sources_lo']:+.1f}, {r['vs_sources_hi']:+.1f}] "
-            f"({r['vs_sources_seeds']} seeds)")
+    cell = _interval(r["vs_sources_rank1"], r["vs_sources_lo"], r["vs_sources_hi"], r["vs_sources_seeds"])
+    return cell if r["vs_sources_seeds"] < 2 else f"{cell} ({r['vs_sources_seeds']} seeds)"
 
 
 def markdown(rows: list[dict]) -> str:
